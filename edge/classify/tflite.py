@@ -1,0 +1,50 @@
+"""The TFLite emotion classifier: interpreter built once, checked against the manifest, dequantised in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.core.errors import ModelError
+from edge.core.manifest import Manifest, ModelEntry
+from edge.core.paths import models_dir
+from edge.core.preprocess import PreprocessSpec
+from edge.core.runtime import dequantize, make_interpreter, quantize
+from edge.core.types import Prediction
+
+
+class TFLiteClassifier:
+    """Classify preprocessed face crops with one manifest-checked model variant."""
+
+    def __init__(self, entry: ModelEntry, variant: str = "int8", num_threads: int = 1):
+        self.name = entry.name
+        self.version = entry.version
+        self.variant = variant
+        self.labels = entry.labels
+        self.spec: PreprocessSpec = entry.preprocess
+        path = entry.verify_file(variant)
+        self._interp = make_interpreter(path, num_threads)
+        entry.check_interpreter(self._interp, variant)
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+
+    @classmethod
+    def from_manifest(cls, name: str | None = None, variant: str = "int8", num_threads: int = 1,
+                      root: str | Path | None = None) -> "TFLiteClassifier":
+        return cls(Manifest(root or models_dir()).entry(name), variant, num_threads)
+
+    def probabilities(self, face: np.ndarray) -> np.ndarray:
+        """float32 probabilities (len(labels),) for one uint8 face of shape spec.input_shape."""
+        if face.shape != self.spec.input_shape or face.dtype != np.uint8:
+            raise ModelError(f"classifier {self.name!r} expects uint8 {self.spec.input_shape}, got {face.dtype} {face.shape}")
+        self._interp.set_tensor(self._in["index"], quantize(face[None], self._in))
+        self._interp.invoke()
+        probs = dequantize(self._interp.get_tensor(self._out["index"])[0], self._out)
+        total = float(probs.sum())
+        # uint8 softmax outputs step in 1/256 and may not sum to exactly 1; renormalise.
+        return probs / total if total > 0 else np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
+
+    def classify(self, face: np.ndarray) -> Prediction:
+        p = self.probabilities(face)
+        return Prediction(self.labels, tuple(float(v) for v in p))

@@ -1,0 +1,1 @@
+"""Pure numpy/OpenCV core shared by the device and the trainer: types, preprocessing, manifest, runtime."""

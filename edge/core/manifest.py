@@ -1,0 +1,158 @@
+"""The model manifest: labels, tensors, preprocessing, sha256, metrics and provenance for each model.
+
+`load_model_entry` is the single gate every model passes before use: the file's sha256 and the
+interpreter's real input/output tensors must match the manifest, or a one-line ModelError says why.
+See models/README.md for the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .preprocess import PreprocessSpec
+from .runtime import quant_params
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+VARIANTS = ("int8", "float32")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tensor_record(detail: dict) -> dict[str, Any]:
+    """What the manifest stores about one interpreter tensor."""
+    scale, zp = quant_params(detail)
+    return {"shape": [int(s) for s in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
+            "scale": scale, "zero_point": zp}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the manifest, with paths resolved against the manifest's folder."""
+
+    name: str
+    root: Path
+    data: dict[str, Any]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.data["labels"])
+
+    @property
+    def version(self) -> str:
+        return str(self.data.get("version", "0"))
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        return PreprocessSpec.from_dict(self.data["preprocess"])
+
+    def variant(self, variant: str) -> dict[str, Any]:
+        variants = self.data.get("variants", {})
+        if variant not in variants:
+            raise ModelError(f"model {self.name!r} has no {variant!r} variant (has {sorted(variants)}); "
+                             f"fix: choose one of {sorted(variants)} or re-export it")
+        return variants[variant]
+
+    def path(self, variant: str = "int8") -> Path:
+        return self.root / self.variant(variant)["file"]
+
+    def verify_file(self, variant: str = "int8") -> Path:
+        """Check the file exists and has the recorded sha256."""
+        path = self.path(variant)
+        if not path.is_file():
+            raise ModelError(f"model file {path} is missing; fix: reinstall the models or run 'emotion-trainer export {self.name}'")
+        want = self.variant(variant).get("sha256")
+        got = sha256_file(path)
+        if want != got:
+            raise ModelError(f"model file {path} does not match its manifest (sha256 {got[:12]}… != {str(want)[:12]}…); "
+                             "it is corrupt or was replaced: reinstall it or re-export it")
+        return path
+
+    def check_interpreter(self, interp: Any, variant: str = "int8") -> None:
+        """Refuse an interpreter whose tensors differ from the manifest."""
+        rec = self.variant(variant)
+        ins, outs = interp.get_input_details(), interp.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelError(f"model {self.name!r} has {len(ins)} inputs/{len(outs)} outputs; an emotion model has 1 and 1")
+        got_in, got_out = tensor_record(ins[0]), tensor_record(outs[0])
+        spec = self.preprocess
+        expect_shape = [1, *spec.input_shape]
+        for what, got, want in (("input", got_in, rec["input"]), ("output", got_out, rec["output"])):
+            for key in ("shape", "dtype"):
+                if got[key] != want[key]:
+                    raise ModelError(f"model {self.name!r} {what} {key} is {got[key]} but the manifest says {want[key]}; "
+                                     "fix: re-export the model or restore its manifest entry")
+            if not np.isclose(got["scale"], want["scale"], rtol=1e-6) or got["zero_point"] != want["zero_point"]:
+                raise ModelError(f"model {self.name!r} {what} quantisation {got['scale']},{got['zero_point']} differs from the manifest; "
+                                 "fix: re-export the model")
+        if got_in["shape"] != expect_shape:
+            raise ModelError(f"model {self.name!r} input shape {got_in['shape']} does not match its preprocessing {expect_shape}")
+        if got_out["shape"][-1] != len(self.labels):
+            raise ModelError(f"model {self.name!r} outputs {got_out['shape'][-1]} classes but the manifest lists "
+                             f"{len(self.labels)} labels {list(self.labels)}; fix: correct the labels or re-export")
+
+
+class Manifest:
+    """models/manifest.json: read, look up, and atomically update."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.path = self.root / MANIFEST_NAME
+        self.data = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {"schema_version": SCHEMA_VERSION, "default_model": None, "models": {}}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"manifest {self.path} is not valid JSON ({exc}); fix: restore it from the release") from None
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ModelError(f"manifest {self.path} has schema_version {data.get('schema_version')!r}, "
+                             f"this emotion-edge reads {SCHEMA_VERSION}; fix: upgrade emotion-edge or the models")
+        return data
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.data["models"])
+
+    @property
+    def default_model(self) -> str | None:
+        return self.data.get("default_model")
+
+    def entry(self, name: str | None = None) -> ModelEntry:
+        name = name or self.default_model
+        if not name or name not in self.data["models"]:
+            known = ", ".join(self.names) or "none"
+            raise ModelError(f"model {name!r} is not in {self.path} (known: {known}); fix: pick one of those or train it")
+        return ModelEntry(name, self.root, self.data["models"][name])
+
+    def update(self, name: str, fields: dict[str, Any], default: bool | None = None) -> None:
+        """Merge `fields` into a model's entry (top-level keys replaced) and write atomically."""
+        self.data = self._read()
+        self.data["models"].setdefault(name, {}).update(fields)
+        self.data["models"] = dict(sorted(self.data["models"].items()))
+        if default:
+            self.data["default_model"] = name
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".manifest.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.data, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.path)

@@ -1,0 +1,106 @@
+"""The one preprocessing implementation: (frame, face box, spec) -> the model's uint8 input.
+
+The trainer imports it to build its datasets and its int8 calibration set; the device calls it at
+run time. Normalisation lives inside the model (a Rescaling layer), so the output is raw bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+from .types import Box
+
+COLOR_MODES = ("gray", "rgb")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a face crop becomes model input. Stored in every model's manifest entry."""
+
+    size: int = 100  # output side in pixels (square)
+    channels: int = 3  # model input channels; "gray" is replicated across them
+    color: str = "gray"  # "gray": luma only (FER2013 is grey); "rgb": colour in RGB order
+    # Detector boxes are grown and shifted to frame a face the way FER2013 crops do; measured with
+    # `emotion-trainer crop-stats` (BlazeFace on FER2013 faces). Ignored for already-cropped images.
+    margin: float = 0.075  # fraction of the box's longer side added on each side
+    offset_y: float = -0.065  # crop centre shift, as a fraction of the box's longer side (negative = up)
+
+    def __post_init__(self) -> None:
+        if self.color not in COLOR_MODES:
+            raise UserError(f"preprocess color {self.color!r} is not one of {COLOR_MODES}")
+        if self.color == "rgb" and self.channels != 3:
+            raise UserError("preprocess color 'rgb' needs channels = 3")
+        if self.size < 8 or self.channels not in (1, 3) or not 0.0 <= self.margin <= 1.0 or abs(self.offset_y) > 0.5:
+            raise UserError(f"preprocess spec out of range: {self}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.size, self.size, self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UserError(f"unknown preprocess keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+def square_box(box: Box | None, frame_w: int, frame_h: int, margin: float, offset_y: float = 0.0) -> tuple[int, int, int]:
+    """Integer (x0, y0, side) of the square around `box`, grown by `margin` and shifted by `offset_y`.
+
+    `box=None` means the frame already is the face crop: its centred square, without margin.
+    """
+    if box is None:
+        box, margin, offset_y = Box(0, 0, frame_w, frame_h), 0.0, 0.0
+    longer = max(box.width, box.height)
+    cx = (box.x0 + box.x1) / 2.0
+    cy = (box.y0 + box.y1) / 2.0 + offset_y * longer
+    side = longer * (1.0 + 2.0 * margin)
+    side_i = max(1, int(round(side)))
+    return int(round(cx - side_i / 2.0)), int(round(cy - side_i / 2.0)), side_i
+
+
+def _to_color_mode(frame: np.ndarray, color: str) -> np.ndarray:
+    """Frames are BGR (OpenCV order) or single-channel grey."""
+    if frame.ndim == 2:
+        return frame if color == "gray" else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        return _to_color_mode(frame[:, :, 0], color)
+    if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        bgr = frame[:, :, :3]
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if color == "gray" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    raise UserError(f"frame has unsupported shape {frame.shape}; expected HxW, HxWx1, HxWx3 (BGR) or HxWx4")
+
+
+def preprocess_face(frame: np.ndarray, box: Box | None, spec: PreprocessSpec) -> np.ndarray:
+    """Crop the (margin-grown, square) face out of a uint8 frame and return `spec.input_shape` uint8.
+
+    Parts of the square that fall outside the frame are filled by edge replication, so faces at the
+    border keep their scale instead of being stretched.
+    """
+    if frame.dtype != np.uint8:
+        raise UserError(f"frame dtype is {frame.dtype}; frames must be uint8")
+    img = _to_color_mode(frame, spec.color)
+    h, w = img.shape[:2]
+    x0, y0, side = square_box(box, w, h, spec.margin, spec.offset_y)
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x0 + side - w), max(0, y0 + side - h)
+    crop = img[max(0, y0) : min(h, y0 + side), max(0, x0) : min(w, x0 + side)]
+    if crop.size == 0:
+        raise UserError(f"face box {box} lies outside the {w}x{h} frame")
+    if pad_l or pad_t or pad_r or pad_b:
+        crop = cv2.copyMakeBorder(crop, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+    # INTER_AREA when shrinking avoids aliasing; INTER_LINEAR when enlarging (FER2013 is 48x48).
+    interp = cv2.INTER_AREA if side > spec.size else cv2.INTER_LINEAR
+    out = cv2.resize(crop, (spec.size, spec.size), interpolation=interp)
+    if spec.color == "gray":
+        out = np.repeat(out[:, :, None], spec.channels, axis=2) if spec.channels > 1 else out[:, :, None]
+    return np.ascontiguousarray(out, dtype=np.uint8)

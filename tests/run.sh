@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh Debian / Raspberry Pi OS machine, then run them.
+#   bash tests/run.sh [pytest args]
+# Installs (apt, as root or via sudo): mosquitto, mosquitto-clients, shellcheck, systemd (for
+# systemd-analyze). Creates .venv with the package, its 'train' and 'test' extras, fetches the
+# sha256-pinned face detectors, and runs pytest. FER2013 is read from ../shared/data/fer2013
+# (override with EMOTION_EDGE_FER2013); tests that need it are skipped with a reason when absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(mosquitto mosquitto-clients shellcheck)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[train,test]'
+.venv/bin/emotion-edge fetch
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,81 @@
+"""emotion-trainer's help and its one-line errors for bad input (no tracebacks)."""
+
+import cv2
+import numpy as np
+import pytest
+
+SUBCOMMANDS = ["prepare", "crop-stats", "pretrain", "train", "export", "evaluate", "suite"]
+
+
+def test_help_lists_every_subcommand(run):
+    proc = run("trainer", "--help")
+    assert proc.returncode == 0
+    for sub in SUBCOMMANDS:
+        assert sub in proc.stdout
+    assert "multiclass4-resnet" in run("trainer", "train", "--help").stdout
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_subcommand_help(run, sub):
+    proc = run("trainer", sub, "--help")
+    assert proc.returncode == 0 and "usage: emotion-trainer " + sub in proc.stdout
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("emotion-trainer: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def _dataset(root, classes, n=3, size=48):
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(root / c / f"{i}.png"), np.full((size, size), (40 * i) % 256, np.uint8))
+
+
+def test_missing_folder(run, tmp_path):
+    _one_line_error(run("trainer", "prepare", tmp_path / "nope", "--classes", "happy,sad"), "does not exist")
+
+
+def test_class_with_no_images(run, tmp_path):
+    _dataset(tmp_path / "d" / "train", ["happy"])
+    (tmp_path / "d" / "train" / "sad").mkdir()
+    proc = run("trainer", "train", "binary-scratch", tmp_path / "d", "--smoke")
+    _one_line_error(proc, "class 'sad' has no images", "--map")
+
+
+def test_unreadable_image(run, tmp_path):
+    root = tmp_path / "d"
+    for split in ("train", "val", "test"):
+        _dataset(root / split, ["happy", "sad"])
+    (root / "val" / "sad" / "broken.jpg").write_bytes(b"\x00garbage")
+    _one_line_error(run("trainer", "prepare", root, "--classes", "happy,sad"), "cannot read image", "broken.jpg", "--skip-bad")
+    ok = run("trainer", "prepare", root, "--classes", "happy,sad", "--skip-bad")
+    assert ok.returncode == 0, ok.stderr
+    assert "unreadable" in ok.stdout
+
+
+def test_unknown_spec(run, tmp_path):
+    _one_line_error(run("trainer", "train", "ternary-vgg", tmp_path), "unknown model spec", "binary-scratch")
+
+
+def test_label_mapping_and_unsplit_dataset(run, tmp_path):
+    """A plain folder-per-class dataset (no split folders) with Spanish folder names mapped onto labels."""
+    root = tmp_path / "fotos"
+    _dataset(root, ["feliz", "triste", "otro"], n=40)
+    proc = run("trainer", "prepare", root, "--classes", "happy,sad", "--map", "feliz=happy", "--map", "triste=sad")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[1:]}
+    total = sum(int(rows[s][2]) for s in ("train", "val", "test"))
+    assert total == 80  # 'otro' is ignored; all 80 mapped images land in exactly one split
+    assert int(rows["train"][2]) > int(rows["test"][2])
+
+
+def test_missing_backbone_is_explained(run, tmp_path):
+    _dataset(tmp_path / "d" / "train", ["happy", "sad"])
+    _one_line_error(run("trainer", "train", "binary-resnet", tmp_path / "d", "--runs", tmp_path / "runs"),
+                    "emotion-trainer pretrain")

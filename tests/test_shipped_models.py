@@ -1,0 +1,42 @@
+"""Every shipped model: manifest-checked load through the device's classifier, and its accuracy re-measured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.classify.tflite import TFLiteClassifier
+from edge.core.manifest import Manifest
+from edge.core.paths import models_dir
+
+MANIFEST = Manifest(models_dir())
+NAMES = MANIFEST.names
+PER_CLASS = 100  # a balanced sample: its accuracy estimates the model's macro recall (balanced accuracy)
+
+
+def test_manifest_is_consistent():
+    if not NAMES:
+        pytest.skip(f"no models shipped yet in {MANIFEST.path}")
+    assert MANIFEST.default_model in NAMES
+    for name in NAMES:
+        e = MANIFEST.entry(name)
+        assert set(e.data["variants"]) == {"int8", "float32"}
+        assert e.data["metrics"]["split"] == "test", f"{name} was not evaluated on the test split"
+
+
+@pytest.mark.parametrize("name", NAMES or ["<none>"])
+@pytest.mark.parametrize("variant", ["int8", "float32"])
+def test_shipped_model_loads_and_scores(name, variant, fer_root):
+    if name == "<none>":
+        pytest.skip(f"no models shipped yet in {MANIFEST.path}")
+    from trainer.dataset import load_split
+
+    entry = MANIFEST.entry(name)
+    clf = TFLiteClassifier(entry, variant)  # verifies sha256 and the interpreter's tensors
+    data = load_split(fer_root, "test", clf.labels, clf.spec, per_class_limit=PER_CLASS)
+    pred = np.array([int(np.argmax(clf.probabilities(x))) for x in data.x])
+    balanced = float(np.mean([(pred[data.y == i] == i).mean() for i in range(len(clf.labels))]))
+    reported = entry.data["metrics"][variant]["macro"]["recall"]
+    # ~3 standard errors of a 100-per-class sample below the full-test-split number.
+    floor = reported - 3 * np.sqrt(reported * (1 - reported) / (PER_CLASS * len(clf.labels))) - 0.01
+    assert balanced >= floor, f"{name} {variant}: balanced accuracy {balanced:.3f} < floor {floor:.3f} (reported {reported:.3f})"

@@ -1,0 +1,130 @@
+"""End to end with real TensorFlow and the real LiteRT interpreter: smoke train -> int8 export -> load -> evaluate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge.classify.tflite import TFLiteClassifier
+from edge.core.errors import ModelError
+from edge.core.manifest import Manifest
+
+pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def suite(fer_root, tmp_path_factory):
+    """`emotion-trainer suite --smoke` for one scratch and one resnet spec (pre-training included)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    base = tmp_path_factory.mktemp("suite")
+    cmd = [sys.executable, "-m", "trainer", "suite", str(fer_root), "--smoke", "--specs", "binary-scratch,multiclass3-resnet",
+           "--runs", str(base / "runs"), "--models", str(base / "models"), "--cache", str(base / "cache")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return base, proc.stdout
+
+
+def test_suite_outputs(suite):
+    base, stdout = suite
+    assert (base / "runs" / "backbone-pretrain" / "backbone.weights.h5").is_file()
+    assert "binary-scratch int8" in stdout and "multiclass3-resnet int8" in stdout
+    manifest = Manifest(base / "models")
+    assert set(manifest.names) == {"binary-scratch", "multiclass3-resnet"}
+    for name in manifest.names:
+        entry = manifest.entry(name)
+        m = entry.data["metrics"]
+        assert m["split"] == "test" and m["n"] == 48 * len(entry.labels)
+        for v in ("int8", "float32"):
+            assert 0.0 <= m[v]["accuracy"] <= 1.0
+            assert np.array(m[v]["confusion_matrix"]).sum() == m["n"]
+            assert set(m[v]["per_class"]) == set(entry.labels)
+        assert 0.0 <= m["int8_float_agreement"] <= 1.0
+        assert entry.data["latency_ms"]["int8"]["median"] > 0
+        assert entry.variant("int8")["input"] == {"shape": [1, 100, 100, 3], "dtype": "uint8", "scale": 1.0, "zero_point": 0}
+        assert entry.variant("int8")["output"]["dtype"] == "uint8"
+        assert entry.variant("float32")["input"]["dtype"] == "float32"
+        report = json.loads((base / "models" / "reports" / f"{name}.json").read_text())
+        assert report["metrics"] == m and len(report["history"]) >= 1
+    resnet = manifest.entry("multiclass3-resnet").data
+    assert resnet["labels"] == ["happy", "sad", "surprise"]
+    assert any(layer["type"] == "Add" for layer in resnet["architecture"]["layers"])
+
+
+def test_device_classifier_reproduces_reported_accuracy(suite, fer_root):
+    """The exported int8 model, run by the device's classifier, gives exactly the manifest's accuracy."""
+    from trainer.dataset import load_split
+
+    base, _ = suite
+    clf = TFLiteClassifier.from_manifest("binary-scratch", root=base / "models")
+    data = load_split(fer_root, "test", clf.labels, clf.spec, per_class_limit=48)
+    pred = np.array([np.argmax(clf.probabilities(x)) for x in data.x])
+    acc = float((pred == data.y).mean())
+    assert acc == pytest.approx(Manifest(base / "models").entry("binary-scratch").data["metrics"]["int8"]["accuracy"], abs=1e-4)
+    p = clf.classify(data.x[0])
+    assert p.labels == ("happy", "sad") and abs(sum(p.probs) - 1.0) < 1e-5
+
+
+def _copy_models(suite, tmp_path):
+    base, _ = suite
+    dst = tmp_path / "models"
+    shutil.copytree(base / "models", dst)
+    return dst
+
+
+def test_tampered_model_is_refused(suite, tmp_path):
+    root = _copy_models(suite, tmp_path)
+    path = root / "binary-scratch.int8.tflite"
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelError, match="does not match its manifest") as exc:
+        TFLiteClassifier.from_manifest("binary-scratch", root=root)
+    assert "\n" not in str(exc.value)
+
+
+def _edit(root, name, fn):
+    data = json.loads((root / "manifest.json").read_text())
+    fn(data["models"][name])
+    (root / "manifest.json").write_text(json.dumps(data))
+
+
+def test_label_mismatch_is_refused(suite, tmp_path):
+    root = _copy_models(suite, tmp_path)
+    _edit(root, "binary-scratch", lambda e: e.update(labels=["happy", "sad", "surprise"]))
+    with pytest.raises(ModelError, match="outputs 2 classes but the manifest lists 3 labels"):
+        TFLiteClassifier.from_manifest("binary-scratch", root=root)
+
+
+def test_shape_mismatch_is_refused(suite, tmp_path):
+    root = _copy_models(suite, tmp_path)
+    _edit(root, "binary-scratch", lambda e: e["variants"]["int8"]["input"].update(shape=[1, 64, 64, 3]))
+    with pytest.raises(ModelError, match="input shape is"):
+        TFLiteClassifier.from_manifest("binary-scratch", root=root)
+    root2 = _copy_models(suite, tmp_path / "b")
+    _edit(root2, "binary-scratch", lambda e: e["preprocess"].update(size=64))
+    with pytest.raises(ModelError, match="does not match its preprocessing"):
+        TFLiteClassifier.from_manifest("binary-scratch", root=root2)
+
+
+def test_corrupt_model_file_is_a_one_line_error(tmp_path):
+    from edge.core.runtime import make_interpreter
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer" * 10)
+    with pytest.raises(ModelError, match="could not be loaded") as exc:
+        make_interpreter(bad)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_model_name(suite):
+    base, _ = suite
+    with pytest.raises(ModelError, match="known: binary-scratch, multiclass3-resnet"):
+        Manifest(base / "models").entry("multiclass9-resnet")

@@ -1,0 +1,259 @@
+"""emotion-trainer: prepare datasets, pre-train the backbone, train, export int8/float TFLite, evaluate, run the suite."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from edge.core.errors import UserError
+
+EPILOG = """\
+typical use (FER2013 in ../shared/data/fer2013, each of train/ val/ test/ folder-per-class):
+  emotion-trainer prepare ../shared/data/fer2013 --spec multiclass4-resnet   # class counts
+  emotion-trainer suite ../shared/data/fer2013                                # all six models, resumable
+  emotion-trainer suite ../shared/data/fer2013 --smoke --runs /tmp/r --models /tmp/m   # ~minutes, for CI
+raw photos (one folder per class, faces found by the device's BlazeFace detector):
+  emotion-trainer train binary-scratch ~/photos --faces detect --map feliz=happy --map triste=sad
+"""
+
+
+def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
+    if data:
+        p.add_argument("data", type=Path, help="dataset root: train/ val/ test/ of class folders, or one folder per class")
+        p.add_argument("--faces", choices=("cropped", "detect"), default="cropped",
+                       help="'cropped': images are face crops (FER2013); 'detect': raw photos, faces found by BlazeFace")
+        p.add_argument("--map", action="append", metavar="FOLDER=LABEL", help="map a class folder onto a label (repeatable)")
+        p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted) instead of stopping")
+        p.add_argument("--cache", type=Path, default=Path(".cache/emotion-trainer"), help="preprocessed-array cache (default %(default)s)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="training runs folder (default %(default)s)")
+    p.add_argument("--models", type=Path, default=None, help="models folder with manifest.json (default: the package's models/)")
+    p.add_argument("--smoke", action="store_true", help="tiny run (few images, 2 epochs, narrow net) for tests and CI")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def _train_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping usually ends sooner)")
+    p.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best epoch")
+    p.add_argument("--width", type=int, help="channels of the first stage (later stages double it)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--backbone", default="fer-resnet", choices=("fer-resnet", "resnet50"), help="resnet backbone (default %(default)s)")
+    p.add_argument("--backbone-weights", type=Path, help="local backbone weights file (e.g. ImageNet ResNet50 notop .h5); "
+                   "default for fer-resnet: RUNS/backbone-pretrain/backbone.weights.h5")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainer.specs import spec_names
+
+    p = argparse.ArgumentParser(prog="emotion-trainer", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    specs = ", ".join(spec_names())
+
+    s = sub.add_parser("prepare", help="read a dataset through the shared preprocessing and report class counts",
+                       description="Read every split of a folder-per-class dataset through the device's preprocessing "
+                                   "(and face detector with --faces detect), cache the arrays and print class counts.")
+    _common(s)
+    s.add_argument("--spec", help=f"take the classes of this spec ({specs})")
+    s.add_argument("--classes", help="comma-separated class subset, e.g. happy,sad")
+
+    s = sub.add_parser("crop-stats", help="measure how detector boxes frame already-cropped faces (sets preprocess margin)",
+                       description="Run BlazeFace on already-cropped faces and print the margin/offset_y that make "
+                                   "a detector crop match them.")
+    s.add_argument("data", type=Path)
+    s.add_argument("--split", default="val")
+
+    s = sub.add_parser("pretrain", help="pre-train the shared ResNet backbone on six FER2013 classes",
+                       description="Train the fer-resnet backbone on angry, fear, happy, neutral, sad, surprise; the "
+                                   "three resnet specs then fine-tune from it. Run once.")
+    _common(s)
+    _train_opts(s)
+
+    s = sub.add_parser("train", help=f"train one spec ({specs})", description=f"Train one of: {specs}. Resumes an interrupted run.")
+    s.add_argument("spec", help=specs)
+    _common(s)
+    _train_opts(s)
+
+    s = sub.add_parser("export", help="export a trained spec to int8 and float32 TFLite and register it in the manifest")
+    s.add_argument("spec", help=specs)
+    _common(s)
+    s.add_argument("--calibration", type=int, default=500, help="training crops used for int8 calibration (default %(default)s)")
+
+    s = sub.add_parser("evaluate", help="evaluate the exported int8 and float models through the device's classifier")
+    s.add_argument("spec", help=specs)
+    _common(s)
+    s.add_argument("--split", default="test", help="held-out split (default %(default)s; use val for any model choice)")
+
+    s = sub.add_parser("suite", help="pretrain once, then train, export and evaluate all six specs (skips finished ones)")
+    _common(s)
+    _train_opts(s)
+    s.add_argument("--specs", help=f"comma-separated subset (default: all: {specs})")
+    s.add_argument("--force", action="store_true", help="retrain specs that already finished")
+    return p
+
+
+def _models_dir(args) -> Path:
+    from edge.core.paths import models_dir
+
+    return args.models or models_dir()
+
+
+def _spec_with(args, spec):
+    from trainer.specs import smoke
+
+    spec = smoke(spec) if args.smoke else spec
+    over = {k: getattr(args, k) for k in ("epochs", "max_minutes", "width", "seed") if getattr(args, k, None) is not None}
+    return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec
+
+
+def _backbone_weights(args) -> Path | None:
+    from trainer.train import BACKBONE_FILE, require_backbone
+
+    if args.backbone_weights:
+        return require_backbone(args.backbone_weights)
+    if args.backbone == "fer-resnet":
+        return require_backbone(args.runs / "backbone-pretrain" / BACKBONE_FILE)
+    return None
+
+
+def _data_kwargs(args) -> dict:
+    from trainer.dataset import parse_mapping
+
+    return dict(faces=args.faces, mapping=parse_mapping(args.map), cache_dir=args.cache)
+
+
+def cmd_prepare(args) -> int:
+    from edge.core.preprocess import PreprocessSpec
+    from trainer.dataset import SPLITS, load_split
+    from trainer.specs import get_spec
+
+    if args.spec:
+        labels = get_spec(args.spec).labels
+    elif args.classes:
+        labels = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    else:
+        raise UserError("say which classes: --spec NAME or --classes a,b,c")
+    kw = _data_kwargs(args)
+    print(f"{'split':<6} " + " ".join(f"{label:>9}" for label in labels) + "     total  skipped")
+    for split in SPLITS:
+        s = load_split(args.data, split, labels, PreprocessSpec(), kw["faces"], kw["mapping"], 48 if args.smoke else 0,
+                       args.skip_bad, kw["cache_dir"])
+        c = s.counts()
+        print(f"{split:<6} " + " ".join(f"{c[label]:>9}" for label in labels) + f" {len(s.y):>9}  {s.skipped or '-'}")
+    return 0
+
+
+def cmd_crop_stats(args) -> int:
+    from trainer.dataset import crop_stats
+
+    for k, v in crop_stats(args.data, args.split).items():
+        print(f"{k:>16}: {v}")
+    return 0
+
+
+def _train_one(args, spec, backbone_weights) -> dict:
+    from edge.core.preprocess import PreprocessSpec
+    from trainer.train import train
+
+    kw = _data_kwargs(args)
+    return train(spec, args.data, args.runs / spec.name, PreprocessSpec(), kw["faces"], kw["mapping"], args.backbone,
+                 backbone_weights, kw["cache_dir"], args.skip_bad)
+
+
+def cmd_pretrain(args) -> int:
+    from trainer.specs import pretrain_spec
+
+    info = _train_one(args, _spec_with(args, pretrain_spec()), args.backbone_weights)
+    print(f"backbone pre-trained: val accuracy {info['best_val_accuracy']} on {len(info['labels'])} classes -> "
+          f"{args.runs / 'backbone-pretrain'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from trainer.specs import get_spec
+
+    spec = _spec_with(args, get_spec(args.spec))
+    info = _train_one(args, spec, _backbone_weights(args) if spec.arch == "resnet" else None)
+    print(f"{spec.name}: val accuracy {info['best_val_accuracy']} after {info['epochs_run']} epochs -> {args.runs / spec.name}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from trainer.export import export
+    from trainer.specs import get_spec
+
+    spec = get_spec(args.spec)
+    entry = export(spec.name, args.runs / spec.name, _models_dir(args), args.data, calib_n=args.calibration,
+                   per_class_limit=48 if args.smoke else 0, **_data_kwargs(args))
+    for v, rec in entry["variants"].items():
+        print(f"{spec.name} {v}: {_models_dir(args) / rec['file']} ({rec['size_bytes']} bytes)")
+    return 0
+
+
+def _print_report(name: str, report: dict) -> None:
+    m = report["metrics"]
+    for v in ("int8", "float32"):
+        if v in m:
+            print(f"{name} {v:<7} accuracy {m[v]['accuracy']:.4f}  macro-F1 {m[v]['macro']['f1']:.4f}  loss {m[v]['loss']:.4f}  "
+                  f"latency {report['latency_ms'][v]['median']:.2f} ms  (n={m['n']}, split={m['split']})")
+    if m.get("int8_float_agreement") is not None:
+        print(f"{name} int8/float top-1 agreement {m['int8_float_agreement']:.4f}")
+
+
+def cmd_evaluate(args) -> int:
+    from trainer.evaluate import evaluate
+    from trainer.specs import get_spec
+
+    spec = get_spec(args.spec)
+    report = evaluate(spec.name, _models_dir(args), args.data, args.split, per_class_limit=48 if args.smoke else 0,
+                      latency_runs=50 if args.smoke else 300, run_dir=args.runs / spec.name, **_data_kwargs(args))
+    _print_report(spec.name, report)
+    return 0
+
+
+def cmd_suite(args) -> int:
+    from trainer.evaluate import evaluate
+    from trainer.export import export
+    from trainer.specs import get_spec, pretrain_spec, spec_names
+
+    names = [n.strip() for n in args.specs.split(",")] if args.specs else spec_names()
+    specs = [get_spec(n) for n in names]
+    limit = 48 if args.smoke else 0
+    if any(s.arch == "resnet" for s in specs) and args.backbone == "fer-resnet" and not args.backbone_weights:
+        if args.force or not (args.runs / "backbone-pretrain" / "train.json").is_file():
+            cmd_pretrain(args)
+    for spec in specs:
+        done = (args.runs / spec.name / "train.json").is_file()
+        if args.force or not done:
+            _train_one(args, _spec_with(args, spec), _backbone_weights(args) if spec.arch == "resnet" else None)
+        export(spec.name, args.runs / spec.name, _models_dir(args), args.data, per_class_limit=limit, **_data_kwargs(args))
+        report = evaluate(spec.name, _models_dir(args), args.data, "test", per_class_limit=limit,
+                          latency_runs=50 if args.smoke else 300, run_dir=args.runs / spec.name, **_data_kwargs(args))
+        _print_report(spec.name, report)
+    return 0
+
+
+COMMANDS = {"prepare": cmd_prepare, "crop-stats": cmd_crop_stats, "pretrain": cmd_pretrain, "train": cmd_train,
+            "export": cmd_export, "evaluate": cmd_evaluate, "suite": cmd_suite}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return COMMANDS[args.cmd](args)
+    except UserError as exc:
+        print(f"emotion-trainer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emotion-trainer: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Export a trained Keras model to full-integer int8 TFLite (uint8 in/out) and float32, and register both in the manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.core.errors import UserError
+from edge.core.manifest import Manifest, sha256_file, tensor_record
+from edge.core.preprocess import PreprocessSpec
+from edge.core.runtime import make_interpreter
+
+from .dataset import load_split
+from .specs import PRODUCTION_MODEL
+
+log = logging.getLogger(__name__)
+
+
+def calibration_set(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A class-agnostic random sample of real training crops (already through the shared preprocessing)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(x_train), size=min(n, len(x_train)), replace=False)
+    return x_train[np.sort(idx)]
+
+
+def convert(model, calib: np.ndarray | None) -> bytes:
+    """float32 TFLite when calib is None; otherwise full-integer int8 with uint8 input and output.
+
+    The model starts with Rescaling(1/255), so calibration on 0..255 inputs gives the input tensor
+    scale 1 and zero point 0: the device feeds its preprocessed bytes unchanged.
+    """
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if calib is not None:
+        def representative():
+            for x in calib:
+                yield [x[None].astype(np.float32)]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.uint8
+    # The converter prints its SavedModel signature to stdout; keep the CLI's output readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return conv.convert()
+
+
+def architecture(model) -> dict:
+    """Layers, parameters and activations, for the manifest and the comparison report."""
+    layers = []
+    for layer in model.layers:
+        cfg = layer.get_config()
+        item = {"name": layer.name, "type": type(layer).__name__, "params": int(layer.count_params())}
+        shape = getattr(layer, "output", None)
+        if shape is not None:
+            item["output_shape"] = [d for d in layer.output.shape[1:]]
+        for key in ("filters", "kernel_size", "strides", "units", "rate", "pool_size"):
+            if key in cfg:
+                item[key] = cfg[key]
+        act = cfg.get("activation")
+        if act and act != "linear":
+            item["activation"] = act
+        if type(layer).__name__ == "ReLU":
+            item["activation"] = "relu"
+        layers.append(item)
+    return {"name": model.name, "params": int(model.count_params()),
+            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)), "layers": layers}
+
+
+def export(name: str, run_dir: str | Path, models_dir: str | Path, data_root: str | Path, faces: str = "cropped",
+           mapping: dict | None = None, calib_n: int = 500, cache_dir: Path | None = None, per_class_limit: int = 0) -> dict:
+    import keras
+
+    run_dir, models_dir = Path(run_dir), Path(models_dir)
+    info_path = run_dir / "train.json"
+    if not (run_dir / "model.keras").is_file() or not info_path.is_file():
+        raise UserError(f"no trained model in {run_dir}; fix: run 'emotion-trainer train {name} DATA' first")
+    info = json.loads(info_path.read_text())
+    spec = PreprocessSpec.from_dict(info["preprocess"])
+    labels = tuple(info["labels"])
+    model = keras.models.load_model(str(run_dir / "model.keras"))
+    train = load_split(data_root, "train", labels, spec, faces, mapping, per_class_limit, True, cache_dir)
+    calib = calibration_set(train.x, calib_n, info["recipe"]["seed"])
+    models_dir.mkdir(parents=True, exist_ok=True)
+    variants = {}
+    for variant, data in (("int8", calib), ("float32", None)):
+        t0 = time.monotonic()
+        blob = convert(model, data)
+        path = models_dir / f"{name}.{variant}.tflite"
+        path.write_bytes(blob)
+        interp = make_interpreter(path)
+        variants[variant] = {
+            "file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
+            "input": tensor_record(interp.get_input_details()[0]), "output": tensor_record(interp.get_output_details()[0]),
+        }
+        log.info("exported %s (%d bytes) in %.1f s", path, path.stat().st_size, time.monotonic() - t0)
+    entry = {
+        "version": time.strftime("%Y.%m.%d", time.gmtime()),
+        "labels": list(labels),
+        "preprocess": spec.to_dict(),
+        "variants": variants,
+        "architecture": architecture(model),
+        "training": {k: info[k] for k in ("arch", "backbone", "recipe", "train_counts", "val_counts", "epochs_run",
+                                          "best_val_accuracy", "val_loss", "device", "tensorflow") if k in info},
+        "provenance": {"data": info["data"], "faces": info["faces"], "command": info["command"], "trained": info["date"],
+                       "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "calibration": f"{len(calib)} random training crops through edge.core.preprocess",
+                       "selection": "early stopping and every choice on the val split; test used only by 'evaluate'"},
+        "metrics": None,
+    }
+    Manifest(models_dir).update(name, entry, default=(name == PRODUCTION_MODEL) or None)
+    return entry
