@@ -1,7 +1,8 @@
 """emotion-edge: real-time facial-emotion recognition on camera boards.
 
-Commands: fetch (face detectors and demo image from the package registry), models (shipped models
-and their measured metrics), analyze (images, folders, videos).
+Commands: run (the daemon), check-config, example-config, demo (the daemon on the built-in clip),
+models (shipped models and their measured metrics), analyze (images, folders, videos), fetch (face
+detectors and demo image from the package registry).
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="emotion-edge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    s = sub.add_parser("run", help="run the daemon: camera -> faces -> emotions -> MQTT events",
+                       description="Run until SIGTERM/SIGINT (or the end of a non-looping file source).")
+    s.add_argument("--config", type=Path, help="TOML config (default: all defaults: demo clip, MQTT on localhost)")
+    s.add_argument("--publisher", choices=("mqtt", "stdout"), help="override the config's publisher")
+    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s = sub.add_parser("check-config", help="parse and check a config, the model and the camera settings; exit 0 if usable")
+    s.add_argument("--config", type=Path, required=True)
+    sub.add_parser("example-config", help="print the fully documented example config (all defaults)")
+    s = sub.add_parser("demo", help="the daemon on the built-in clip: MQTT to a local broker when one answers, else stdout")
+    s.add_argument("--duration", type=float, default=20.0, help="seconds to run (default %(default)s)")
+    s.add_argument("--host", default="localhost")
+    s.add_argument("--port", type=int, default=1883)
     s = sub.add_parser("fetch", help="fetch the BlazeFace detectors and the demo image (sha256-checked) into models/")
     s.add_argument("names", nargs="*")
     s.add_argument("--wheel-dir", type=Path)
@@ -63,14 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+    quiet = args.cmd in ("analyze", "models", "example-config", "check-config")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "fetch":
             from edge import assets
+            from edge.camera.demo import demo_clip_path
 
-            return assets.main([*args.names, *(["--wheel-dir", str(args.wheel_dir)] if args.wheel_dir else []),
-                                *(["--force"] if args.force else [])])
+            rc = assets.main([*args.names, *(["--wheel-dir", str(args.wheel_dir)] if args.wheel_dir else []),
+                              *(["--force"] if args.force else [])])
+            print(f"ok {demo_clip_path()}")
+            return rc
+        if args.cmd in ("run", "check-config", "example-config", "demo"):
+            from edge import cli_daemon
+
+            return cli_daemon.main(args)
         if args.cmd == "models":
             return _models_table(args.models)
         if args.cmd == "analyze":

@@ -43,3 +43,54 @@ def run(tmp_path):
                               timeout=timeout, cwd=tmp_path, env=env)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def edge_models(tmp_path_factory) -> tuple[Path, str]:
+    """(models dir, model name) for daemon tests: the shipped default model, or a smoke-trained one if none ships."""
+    from edge.core.manifest import Manifest
+    from edge.core.paths import models_dir
+
+    shipped = Manifest(models_dir())
+    if shipped.default_model:
+        return models_dir(), shipped.default_model
+    pytest.importorskip("tensorflow", reason="no shipped model and no TensorFlow to train a smoke one")
+    if not (FER / "train").is_dir():
+        pytest.skip(f"no shipped model, and FER2013 is not at {FER} to train a smoke one")
+    import subprocess
+    import sys
+
+    base = tmp_path_factory.mktemp("edge-models")
+    models = base / "models"
+    proc = subprocess.run([sys.executable, "-m", "trainer", "suite", str(FER), "--smoke", "--specs", "binary-scratch",
+                           "--runs", str(base / "runs"), "--models", str(models), "--cache", str(base / "cache")],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for sub in ("detectors", "assets"):
+        (models / sub).symlink_to(models_dir() / sub)
+    return models, "binary-scratch"
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened()
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def blink_clip(tmp_path_factory, astronaut) -> Path:
+    """640x480 @30 fps: a face for 12 frames, none for 12, repeated (each cycle -> appear + leave events)."""
+    head = cv2.resize(astronaut[20:260, 110:350], (220, 220))
+    frames = []
+    for cycle in range(10):
+        x = 60 + 180 * (cycle % 3)
+        for i in range(24):
+            f = np.full((480, 640, 3), 90, np.uint8)
+            if i < 12:
+                f[120:340, x : x + 220] = head
+            frames.append(f)
+    return write_clip(tmp_path_factory.mktemp("clips") / "blink.avi", frames)

@@ -147,7 +147,7 @@ class Manifest:
         self.data = self._read()
         self.data["models"].setdefault(name, {}).update(fields)
         self.data["models"] = dict(sorted(self.data["models"].items()))
-        if default:
+        if default or not self.data.get("default_model"):
             self.data["default_model"] = name
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".manifest.")

@@ -1,0 +1,61 @@
+"""Wire the daemon from a Config: classifier, detector, camera, publisher; signals; clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from edge.camera import make_source
+from edge.camera.capture import LatestFrameCapture
+from edge.classify.tflite import TFLiteClassifier
+from edge.config import Config
+from edge.detect import make_detector
+from edge.health import Notifier
+from edge.pipeline import Pipeline
+from edge.publish import make_publisher
+
+log = logging.getLogger(__name__)
+
+
+def build_parts(cfg: Config):
+    """Everything that can fail on a user mistake, in the order a user would fix it."""
+    c = cfg.classifier
+    classifier = TFLiteClassifier.from_manifest(c.model or None, c.variant, c.threads, c.models_dir or None)
+    d = cfg.detector
+    detector = make_detector(d.type, score_threshold=d.score_threshold, iou_threshold=d.iou_threshold,
+                             min_size_px=d.min_face_px, max_faces=d.max_faces, num_threads=d.threads)
+    source = make_source(cfg.camera)
+    return classifier, detector, source
+
+
+def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | None = None) -> int:
+    notifier = Notifier()
+    classifier, detector, source = build_parts(cfg)
+    capture = LatestFrameCapture(source, cfg.camera.reconnect_max_s)
+    capture.start()
+    publisher = make_publisher(cfg)
+    try:
+        publisher.start()
+    except BaseException:
+        capture.stop()
+        raise
+    stop = stop or threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    log.info("running: model %s (%s), detector %s, camera %s (%s), publisher %s", classifier.name, classifier.variant,
+             detector.name, cfg.camera.name, cfg.camera.type, cfg.publisher)
+    pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier)
+    try:
+        pipeline.run(stop, max_seconds)
+    finally:
+        notifier.stopping()
+        capture.stop()
+        publisher.close()
+    return 0

@@ -1,0 +1,270 @@
+"""Strict TOML configuration: every key has a default and a description; unknown keys are errors.
+
+`deploy/config.example.toml` is generated from these classes (`emotion-edge example-config`), so the
+documentation cannot drift from the code. Secrets never live here: the MQTT password comes from a
+file or a systemd credential (`password_file`, `$CREDENTIALS_DIRECTORY/mqtt-password`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import sys
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.core.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+
+def opt(default: Any, doc: str, choices: tuple | None = None):
+    return field(default=default, metadata={"doc": doc, "choices": choices})
+
+
+def sub(cls):
+    return field(default_factory=cls, metadata={"doc": cls.__doc__})
+
+
+CAMERA_TYPES = ("demo", "file", "images", "opencv", "gstreamer", "stream", "picamera2")
+
+
+@dataclass
+class CameraConfig:
+    """Where frames come from."""
+
+    type: str = opt("demo", "demo (built-in clip), file (video), images (folder), opencv (USB/V4L2), "
+                            "gstreamer (pipeline string, e.g. Jetson CSI), stream (RTSP/HTTP URL), picamera2 (Pi camera)",
+                    CAMERA_TYPES)
+    name: str = opt("cam0", "camera name published in every event")
+    path: str = opt("", "file: video path; images: folder; opencv: device path such as /dev/video0")
+    index: int = opt(0, "opencv: device index when path is empty")
+    url: str = opt("", "stream: rtsp:// or http(s):// URL")
+    pipeline: str = opt("", "gstreamer: pipeline ending in appsink (needs OpenCV built with GStreamer)")
+    width: int = opt(640, "requested frame width (opencv, picamera2)")
+    height: int = opt(480, "requested frame height (opencv, picamera2)")
+    fps: float = opt(30.0, "requested frame rate; file/images/demo sources are paced to it when realtime = true")
+    loop: bool = opt(True, "file/images/demo: start again at the end")
+    realtime: bool = opt(True, "file/images/demo: pace frames like a camera (false: as fast as they decode)")
+    reconnect_max_s: float = opt(30.0, "longest wait between attempts to reopen a lost camera or stream")
+
+
+@dataclass
+class DetectorConfig:
+    """Face detection (BlazeFace)."""
+
+    type: str = opt("blazeface-short", "blazeface-short (faces within ~2 m) or blazeface-full (surveillance distances)",
+                    ("blazeface-short", "blazeface-full"))
+    score_threshold: float = opt(0.5, "minimum detection score")
+    iou_threshold: float = opt(0.3, "boxes overlapping more than this are merged (weighted NMS)")
+    min_face_px: int = opt(20, "ignore faces smaller than this (pixels, shorter side)")
+    max_faces: int = opt(5, "at most this many faces per frame (highest scores first)")
+    threads: int = opt(1, "interpreter threads")
+
+
+@dataclass
+class ClassifierConfig:
+    """Emotion classification."""
+
+    model: str = opt("", "model name from models/manifest.json, e.g. multiclass4-resnet (default: the manifest's "
+                         "default_model, the production multiclass4-resnet); list them with 'emotion-edge models'")
+    variant: str = opt("int8", "int8 (fast on Arm) or float32", ("int8", "float32"))
+    threads: int = opt(1, "interpreter threads")
+    models_dir: str = opt("", "folder with manifest.json (default: $EMOTION_EDGE_MODELS or the package's models/)")
+
+
+@dataclass
+class TrackingConfig:
+    """Track faces across frames and emit events only on appear / change / leave."""
+
+    iou_threshold: float = opt(0.3, "a detection continues a track when their boxes overlap at least this much")
+    max_missing_s: float = opt(1.0, "a track that is not seen for this long has left")
+    smoothing: float = opt(0.3, "weight of the newest frame in the exponential moving average of probabilities (1 = none)")
+    min_confidence: float = opt(0.5, "smoothed probability an emotion needs before it is reported")
+    min_duration_s: float = opt(0.5, "an emotion must hold this long before a change is reported (hysteresis)")
+
+
+@dataclass
+class TLSConfig:
+    """TLS to the broker."""
+
+    enabled: bool = opt(False, "use TLS")
+    ca_file: str = opt("", "CA certificate file (empty: the system's CAs)")
+    cert_file: str = opt("", "client certificate (mutual TLS)")
+    key_file: str = opt("", "client key (mutual TLS)")
+    insecure: bool = opt(False, "skip hostname verification (testing only)")
+
+
+@dataclass
+class MQTTConfig:
+    """The MQTT broker and topics."""
+
+    host: str = opt("localhost", "broker host")
+    port: int = opt(1883, "broker port (8883 is usual with TLS)")
+    client_id: str = opt("", "client id (default: emotion-edge-<device_id>)")
+    username: str = opt("", "username (empty: anonymous)")
+    password_file: str = opt("", "file holding the password (default: $CREDENTIALS_DIRECTORY/mqtt-password when set)")
+    keepalive_s: int = opt(30, "keepalive interval")
+    topic_prefix: str = opt("emotion-edge", "topics are <topic_prefix>/<device_id>/{events,status,stats,summary}")
+    connect_timeout_s: float = opt(10.0, "how long start-up waits for the first CONNACK before running offline")
+    reconnect_min_s: int = opt(1, "first reconnect delay (paho backoff doubles it)")
+    reconnect_max_s: int = opt(60, "longest reconnect delay")
+    outbox_path: str = opt("", "SQLite outbox for events while the broker is away "
+                               "(default: $STATE_DIRECTORY/outbox.sqlite or ~/.local/state/emotion-edge/outbox.sqlite)")
+    outbox_max_events: int = opt(100000, "outbox bound; when full the oldest events are dropped and counted")
+    tls: TLSConfig = sub(TLSConfig)
+
+
+@dataclass
+class HomeAssistantConfig:
+    """Home Assistant MQTT discovery."""
+
+    enabled: bool = opt(False, "publish discovery configs for a dominant-emotion sensor and an event entity")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant's discovery prefix")
+
+
+@dataclass
+class Config:
+    """emotion-edge daemon configuration."""
+
+    device_id: str = opt("", "device id in topics and payloads (default: the host name)")
+    publisher: str = opt("mqtt", "mqtt, or stdout (JSON lines, no broker)", ("mqtt", "stdout"))
+    aggregate_only: bool = opt(False, "privacy mode: publish no per-face events, only periodic summaries")
+    summary_interval_s: float = opt(0.0, "publish counts per emotion every N seconds (0: off; 60 when aggregate_only)")
+    stats_interval_s: float = opt(10.0, "publish pipeline statistics every N seconds")
+    publish_images: bool = opt(False, "reserved: images never leave the device in this version; true is refused")
+    camera: CameraConfig = sub(CameraConfig)
+    detector: DetectorConfig = sub(DetectorConfig)
+    classifier: ClassifierConfig = sub(ClassifierConfig)
+    tracking: TrackingConfig = sub(TrackingConfig)
+    mqtt: MQTTConfig = sub(MQTTConfig)
+    homeassistant: HomeAssistantConfig = sub(HomeAssistantConfig)
+
+    def __post_init__(self) -> None:
+        if not self.device_id:
+            self.device_id = socket.gethostname().split(".")[0] or "edge"
+        if self.aggregate_only and not self.summary_interval_s:
+            self.summary_interval_s = 60.0
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _build(cls, data: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{where}{close[0]}'?)" if close else ""
+            raise UserError(f"unknown config key '{where}{key}'{hint}; fix: remove it — valid keys: {', '.join(known)}")
+        hint_t = hints[key]
+        if is_dataclass(hint_t):
+            if not isinstance(value, dict):
+                raise UserError(f"config key '{where}{key}' must be a [{where}{key}] table")
+            kwargs[key] = _build(hint_t, value, f"{where}{key}.")
+            continue
+        if not _type_ok(value, hint_t):
+            raise UserError(f"config key '{where}{key}' must be {hint_t.__name__}, got {type(value).__name__} {value!r}")
+        choices = known[key].metadata.get("choices")
+        if choices and value not in choices:
+            raise UserError(f"config key '{where}{key}' = {value!r} is not one of {', '.join(choices)}")
+        kwargs[key] = float(value) if hint_t is float else value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Parse and check a TOML file (None: all defaults). Errors are one line naming the key and the fix."""
+    if path is None:
+        cfg = Config()
+    else:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise UserError(f"config file {p} not found; fix: create it from deploy/config.example.toml") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"config file {p} is not valid TOML: {exc}") from None
+        cfg = _build(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    if cfg.publish_images:
+        raise UserError("publish_images = true is not supported: images and face crops never leave the device; fix: remove it")
+    c = cfg.camera
+    need = {"file": ("path", c.path), "images": ("path", c.path), "stream": ("url", c.url), "gstreamer": ("pipeline", c.pipeline)}
+    if c.type in need and not need[c.type][1]:
+        raise UserError(f"camera.type = '{c.type}' needs camera.{need[c.type][0]}; fix: set it in [camera]")
+    if c.type in ("file", "images") and not Path(c.path).exists():
+        raise UserError(f"camera.path {c.path} does not exist; fix: point it at a video file or image folder")
+    t = cfg.tracking
+    if not 0.0 < t.smoothing <= 1.0:
+        raise UserError("tracking.smoothing must be in (0, 1]")
+    if cfg.stats_interval_s <= 0:
+        raise UserError("stats_interval_s must be > 0")
+    pw = cfg.mqtt.password_file
+    if pw and not Path(pw).is_file():
+        raise UserError(f"mqtt.password_file {pw} not found; fix: create it (mode 0600) or use a systemd credential")
+    for key in ("ca_file", "cert_file", "key_file"):
+        value = getattr(cfg.mqtt.tls, key)
+        if value and not Path(value).is_file():
+            raise UserError(f"mqtt.tls.{key} {value} not found; fix: correct the path")
+
+
+def mqtt_password(cfg: MQTTConfig) -> str | None:
+    """Password from password_file, else the systemd credential, else None (anonymous)."""
+    if cfg.password_file:
+        return Path(cfg.password_file).read_text().strip()
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / "mqtt-password").is_file():
+        return (Path(cred_dir) / "mqtt-password").read_text().strip()
+    return None
+
+
+def example_toml() -> str:
+    """The documented example config, generated from the dataclasses (all defaults)."""
+    lines = ["# emotion-edge configuration. Every key is optional; shown values are the defaults.",
+             "# Unknown keys are errors. Check with: emotion-edge check-config --config FILE", ""]
+
+    def render(cls, prefix: str) -> None:
+        tables = []
+        for f in fields(cls):
+            if is_dataclass(f.type if not isinstance(f.type, str) else typing.get_type_hints(cls)[f.name]):
+                tables.append(f)
+                continue
+            default = f.default if f.default is not MISSING else f.default_factory()
+            lines.append(f"# {f.metadata['doc']}")
+            if f.name == "device_id":
+                lines.append('#device_id = "cam-entrance"')
+                continue
+            lines.append(f"{f.name} = {_toml_value(default)}")
+        for f in tables:
+            sub_cls = typing.get_type_hints(cls)[f.name]
+            lines.extend(["", f"[{prefix}{f.name}]", f"# {sub_cls.__doc__}"])
+            render(sub_cls, f"{prefix}{f.name}.")
+
+    render(Config, "")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+

@@ -1,0 +1,154 @@
+"""The frame loop, written only against the interfaces: capture -> detect -> preprocess -> classify -> track -> publish."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+
+from edge.core.payload import event_payload, summary_payload, utc_now_iso
+from edge.core.preprocess import preprocess_face
+from edge.health import Notifier, soc_health
+from edge.stats import Stats
+from edge.track import Tracker
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(self, cfg, capture, detector, classifier, publisher, notifier: Notifier | None = None):
+        self.cfg = cfg
+        self.capture = capture
+        self.detector = detector
+        self.classifier = classifier
+        self.publisher = publisher
+        self.notifier = notifier or Notifier()
+        t = cfg.tracking
+        self.tracker = Tracker(classifier.labels, t.iou_threshold, t.max_missing_s, t.smoothing, t.min_confidence, t.min_duration_s)
+        self.stats = Stats()
+        self.t_start = time.monotonic()
+        self.frame_size = (0, 0)
+        self.summary_counts: Counter = Counter()
+        self.summary_tracks: dict[str, set] = {}
+        self.summary_faces = 0
+        self.dominant: str | None = "none"
+        self.last_fps = 0.0
+
+    # -- publishing ----------------------------------------------------------------------
+    def _publish_events(self, events, now: float) -> None:
+        for ev in events:
+            if ev.emotion != "unknown":
+                self.summary_tracks.setdefault(ev.emotion, set()).add(ev.track_id)
+            self.stats.events += 1
+            if self.cfg.aggregate_only:
+                continue
+            w, h = self.frame_size
+            self.publisher.durable("events", lambda seq, ev=ev: event_payload(
+                ev, device_id=self.cfg.device_id, camera=self.cfg.camera.name, seq=seq, model=self.classifier.name,
+                model_version=self.classifier.version, frame_w=w, frame_h=h))
+
+    def _publish_state(self) -> None:
+        emotions = [t.emotion for t in self.tracker.tracks.values() if t.emotion]
+        dominant = Counter(emotions).most_common(1)[0][0] if emotions else "none"
+        if dominant != self.dominant:
+            self.dominant = dominant
+            self.publisher.transient("state", {"schema_version": 1, "timestamp": utc_now_iso(), "camera": self.cfg.camera.name,
+                                               "dominant_emotion": dominant, "faces": len(emotions),
+                                               "counts": dict(Counter(emotions))}, retain=True)
+
+    def _publish_stats(self, elapsed_s: float) -> None:
+        rates = self.stats.interval(elapsed_s, self.capture.captured, self.capture.dropped)
+        self.last_fps = rates["processed_fps"]
+        payload = {"schema_version": 1, "timestamp": utc_now_iso(), "device_id": self.cfg.device_id,
+                   "camera": self.cfg.camera.name, "uptime_s": round(time.monotonic() - self.t_start, 1),
+                   "interval_s": round(elapsed_s, 2), **rates, "frames_processed": self.stats.frames,
+                   "frames_captured": self.capture.captured, "frames_skipped_total": self.capture.dropped,
+                   "camera_reconnects": self.capture.reconnects, "events": self.stats.events,
+                   "tracks": len(self.tracker.tracks), "latency_ms": self.stats.latency(),
+                   "model": {"name": self.classifier.name, "version": self.classifier.version, "variant": self.classifier.variant},
+                   "detector": self.detector.name, **self.publisher.health(), **soc_health()}
+        self.publisher.transient("stats", payload)
+        self.notifier.status(f"{rates['processed_fps']:.1f} fps, {len(self.tracker.tracks)} faces")
+        log.info("stats: %.1f processed fps (captured %.1f), %d skipped, outbox %s",
+                 rates["processed_fps"], rates["capture_fps"], rates["skipped_frames"], payload.get("outbox_depth"))
+
+    def _publish_summary(self, interval_s: float) -> None:
+        counts = {label: int(self.summary_counts.get(label, 0)) for label in self.classifier.labels}
+        tracks = {label: len(self.summary_tracks.get(label, ())) for label in self.classifier.labels}
+        faces = self.summary_faces
+        self.publisher.durable("summary", lambda seq: summary_payload(
+            device_id=self.cfg.device_id, camera=self.cfg.camera.name, seq=seq, interval_s=interval_s,
+            counts=counts, tracks=tracks, faces_seen=faces))
+        self.summary_counts.clear()
+        self.summary_tracks = {t.emotion: {t.id} for t in self.tracker.tracks.values() if t.emotion}
+        self.summary_faces = 0
+
+    # -- the loop ------------------------------------------------------------------------
+    def process(self, image: np.ndarray, t_capture: float) -> int:
+        """One frame through every stage; returns the number of faces."""
+        st = self.stats
+        t0 = time.monotonic()
+        st.add("capture_age", t0 - t_capture)
+        self.frame_size = (image.shape[1], image.shape[0])
+        boxes = self.detector.detect(image)
+        t1 = time.monotonic()
+        crops = [preprocess_face(image, b, self.classifier.spec) for b in boxes]
+        t2 = time.monotonic()
+        probs = [self.classifier.probabilities(c) for c in crops]
+        t3 = time.monotonic()
+        events = self.tracker.update(t3, boxes, probs)
+        t4 = time.monotonic()
+        self._publish_events(events, t4)
+        self._publish_state()
+        t5 = time.monotonic()
+        for stage, a, b in (("detect", t0, t1), ("preprocess", t1, t2), ("classify", t2, t3), ("track", t3, t4),
+                            ("publish", t4, t5), ("total", t0, t5)):
+            st.add(stage, b - a)
+        st.frames += 1
+        st.faces += len(boxes)
+        for p in probs:
+            self.summary_counts[self.classifier.labels[int(np.argmax(p))]] += 1
+        self.summary_faces += len(boxes)
+        return len(boxes)
+
+    def run(self, stop: threading.Event, max_seconds: float | None = None) -> None:
+        """Until stop is set, the source ends, or max_seconds pass. Raises the capture's UserError, if any."""
+        next_stats = time.monotonic() + self.cfg.stats_interval_s
+        last_stats = time.monotonic()
+        interval = self.cfg.summary_interval_s
+        next_summary = time.monotonic() + interval if interval else None
+        ready = False
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        while not stop.is_set():
+            frame = self.capture.get(timeout=0.5)
+            now = time.monotonic()
+            if frame is not None:
+                self.process(frame.image, frame.t_mono)
+                if not ready:
+                    self.notifier.ready(f"processing {self.cfg.camera.name}")
+                    ready = True
+            elif self.capture.finished:
+                if self.capture.error is not None:
+                    raise self.capture.error
+                break
+            else:  # no frame: still age out tracks that left
+                self._publish_events(self.tracker.update(now, [], []), now)
+                self._publish_state()
+            self.notifier.watchdog(now)
+            if now >= next_stats:
+                self._publish_stats(now - last_stats)
+                last_stats, next_stats = now, now + self.cfg.stats_interval_s
+            if next_summary is not None and now >= next_summary:
+                self._publish_summary(interval)
+                next_summary = now + interval
+            if deadline is not None and now >= deadline:
+                break
+        now = time.monotonic()
+        self._publish_events(self.tracker.flush(now), now)
+        self._publish_state()
+        self._publish_stats(max(1e-3, now - last_stats))
+        if next_summary is not None:
+            self._publish_summary(interval)

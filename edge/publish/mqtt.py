@@ -1,0 +1,202 @@
+"""MQTT publisher (paho-mqtt >= 2): versioned topics, retained status with last will, durable outbox.
+
+- status (retained, QoS 1): `online` only after a successful CONNACK; last will `offline`; `stopped`
+  on clean shutdown.
+- events and summary (QoS 1) go through the SQLite outbox: stored first, published in order when
+  connected, deleted on PUBACK. Within a connection paho retransmits its in-flight messages after a
+  reconnect; after a restart everything still in the outbox is sent again from the oldest, so a
+  consumer may see a duplicate id (de-duplicate by `id`) but never a gap.
+- stats (QoS 0) and state (retained) are best effort.
+- Reconnects use paho's own exponential backoff (reconnect_min_s .. reconnect_max_s).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from edge.config import Config, mqtt_password
+from edge.core.errors import UserError
+from edge.core.payload import status_payload
+
+from .base import topics
+from .outbox import Outbox, default_outbox_path
+
+log = logging.getLogger(__name__)
+
+AUTH_FAILURES = {"Bad user name or password", "Not authorized"}
+WINDOW = 100  # outbox messages handed to paho but not yet acknowledged
+
+
+class MQTTPublisher:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.m = cfg.mqtt
+        self.topics = topics(self.m.topic_prefix, cfg.device_id)
+        self.outbox = Outbox(self.m.outbox_path or default_outbox_path(), self.m.outbox_max_events)
+        self.connected = threading.Event()
+        self.first_connack = threading.Event()
+        self.refused: str | None = None
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self.early_acks: set[int] = set()
+        self.last_sent = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.client = self._client()
+        self.sender = threading.Thread(target=self._send_loop, name="mqtt-outbox", daemon=True)
+        self.discovery = None
+        if cfg.homeassistant.enabled:
+            from .homeassistant import Discovery
+
+            self.discovery = Discovery(cfg, self.topics)
+
+    def _client(self) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.m.client_id or f"emotion-edge-{self.cfg.device_id}",
+                        protocol=mqtt.MQTTv311, clean_session=True)
+        c.will_set(self.topics["status"], json.dumps(status_payload("offline", self.cfg.device_id, timestamp=None)), qos=1, retain=True)
+        password = mqtt_password(self.m)
+        if self.m.username:
+            c.username_pw_set(self.m.username, password)
+        if self.m.tls.enabled:
+            c.tls_set(ca_certs=self.m.tls.ca_file or None, certfile=self.m.tls.cert_file or None, keyfile=self.m.tls.key_file or None)
+            c.tls_insecure_set(self.m.tls.insecure)
+        c.reconnect_delay_set(self.m.reconnect_min_s, self.m.reconnect_max_s)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    # paho callbacks (network thread) -------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            log.error("broker %s:%d refused the connection: %s", self.m.host, self.m.port, reason_code)
+            self.first_connack.set()
+            if self.refused in AUTH_FAILURES:
+                client.disconnect()
+            return
+        self.refused = None
+        self.connects += 1
+        client.publish(self.topics["status"], json.dumps(status_payload("online", self.cfg.device_id)), qos=1, retain=True)
+        if self.discovery:
+            client.subscribe(f"{self.cfg.homeassistant.discovery_prefix}/status", qos=1)
+            self.discovery.publish(client)
+        log.info("connected to %s:%d", self.m.host, self.m.port)
+        self.connected.set()
+        self.first_connack.set()
+        self.wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected.is_set():
+            self.disconnects += 1
+            log.warning("disconnected from broker (%s); events are kept in the outbox", reason_code)
+        self.connected.clear()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self.lock:
+            seq = self.inflight.pop(mid, None)
+            if seq is None:
+                self.early_acks.add(mid)
+        if seq is not None:
+            self.outbox.ack(seq)
+            self.wake.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if self.discovery and msg.payload == b"online":  # Home Assistant restarted: send discovery again
+            self.discovery.publish(client)
+
+    # ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect synchronously once so TLS and credential mistakes surface as one-line errors."""
+        where = f"{self.m.host}:{self.m.port}"
+        try:
+            self.client.connect(self.m.host, self.m.port, self.m.keepalive_s)
+        except ssl.SSLError as exc:
+            raise UserError(f"TLS handshake with broker {where} failed ({exc.reason or exc}); fix: check mqtt.tls.ca_file, "
+                            "the broker's certificate and host name") from None
+        except OSError as exc:
+            log.warning("broker %s unreachable (%s); running offline, events queue in %s", where, exc, self.outbox.path)
+            self.client.connect_async(self.m.host, self.m.port, self.m.keepalive_s)
+        self.client.loop_start()
+        self.sender.start()
+        if self.first_connack.wait(self.m.connect_timeout_s) and self.refused in AUTH_FAILURES:
+            self.client.loop_stop()
+            raise UserError(f"broker {where} refused the credentials ({self.refused}); fix: check mqtt.username and the "
+                            "password file / systemd credential 'mqtt-password'")
+
+    def _send_loop(self) -> None:
+        while not self.stop.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            while self.connected.is_set() and not self.stop.is_set():
+                with self.lock:
+                    room = WINDOW - len(self.inflight)
+                if room <= 0:
+                    break
+                rows = self.outbox.pending(self.last_sent, room)
+                if not rows:
+                    break
+                for seq, topic, payload, qos in rows:
+                    if not self.connected.is_set():
+                        break
+                    info = self.client.publish(topic, payload, qos=qos)
+                    if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                        log.warning("publish of seq %d failed (%s); will retry", seq, mqtt.error_string(info.rc))
+                        break
+                    # Queued in paho (sent now, or retransmitted by paho after a reconnect).
+                    with self.lock:
+                        if info.mid in self.early_acks:
+                            self.early_acks.discard(info.mid)
+                            acked = True
+                        else:
+                            self.inflight[info.mid] = seq
+                            acked = False
+                    if acked:
+                        self.outbox.ack(seq)
+                    self.last_sent = seq
+
+    def durable(self, kind: str, make_payload) -> None:
+        self.outbox.add(self.topics[kind], lambda seq: json.dumps(make_payload(seq)).encode(), qos=1)
+        self.wake.set()
+
+    def transient(self, kind: str, payload: dict[str, Any], retain: bool = False) -> None:
+        if self.connected.is_set():
+            self.client.publish(self.topics[kind], json.dumps(payload), qos=1 if retain else 0, retain=retain)
+
+    def health(self) -> dict[str, Any]:
+        return {"publisher": "mqtt", "connected": self.connected.is_set(), "outbox_depth": self.outbox.depth(),
+                "outbox_dropped": self.outbox.dropped(), "connects": self.connects, "disconnects": self.disconnects}
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Drain what the broker can take within timeout_s, publish `stopped`, disconnect cleanly."""
+        deadline = time.monotonic() + timeout_s
+        while self.connected.is_set() and self.outbox.depth() and time.monotonic() < deadline:
+            self.wake.set()
+            time.sleep(0.05)
+        self.stop.set()
+        self.wake.set()
+        if self.sender.is_alive():
+            self.sender.join(timeout=2)
+        if self.connected.is_set():
+            info = self.client.publish(self.topics["status"], json.dumps(status_payload("stopped", self.cfg.device_id)), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+            self.client.disconnect()
+        self.client.loop_stop()
+        left = self.outbox.depth()
+        if left:
+            log.warning("%d event(s) remain in the outbox %s and will be sent on the next start", left, self.outbox.path)
+        self.outbox.close()

@@ -1,0 +1,41 @@
+"""Publish to stdout as JSON lines ({"topic": ..., "payload": ...}): the daemon without a broker."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+from edge.core.payload import status_payload
+
+from .base import topics
+
+
+class StdoutPublisher:
+    def __init__(self, cfg, stream=None):
+        self.cfg = cfg
+        self.stream = stream or sys.stdout
+        self.topics = topics(cfg.mqtt.topic_prefix, cfg.device_id)
+        self.seq = 0
+        self.lock = threading.Lock()
+
+    def _write(self, topic: str, payload: dict) -> None:
+        with self.lock:
+            self.stream.write(json.dumps({"topic": topic, "payload": payload}) + "\n")
+            self.stream.flush()
+
+    def start(self) -> None:
+        self._write(self.topics["status"], status_payload("online", self.cfg.device_id))
+
+    def durable(self, kind, make_payload) -> None:
+        self.seq += 1
+        self._write(self.topics[kind], make_payload(self.seq))
+
+    def transient(self, kind, payload, retain: bool = False) -> None:
+        self._write(self.topics[kind], payload)
+
+    def health(self) -> dict:
+        return {"publisher": "stdout", "connected": True, "outbox_depth": 0, "outbox_dropped": 0}
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._write(self.topics["status"], status_payload("stopped", self.cfg.device_id))
