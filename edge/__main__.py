@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             from edge.classify.tflite import TFLiteClassifier
             from edge.detect import make_detector
 
+            if not args.path.exists():
+                raise UserError(f"{args.path} does not exist; fix: pass an image, a video file or a folder of them")
             clf = TFLiteClassifier.from_manifest(args.model, args.variant, args.threads, args.models)
             det = make_detector("full-frame" if args.no_detect else args.detector)
             for rec in analyze(args.path, clf, det, max(1, args.every)):

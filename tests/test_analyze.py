@@ -1,0 +1,59 @@
+"""emotion-edge analyze on real images, folders and video files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+
+from tests.conftest import ROOT
+
+
+def _analyze(edge_models, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EMOTION_EDGE_MODELS": str(edge_models[0])}
+    return subprocess.run([sys.executable, "-m", "edge", "analyze", *map(str, args), "--model", edge_models[1]],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_image_with_detection_json(tmp_path, edge_models, astronaut):
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), astronaut)
+    proc = _analyze(edge_models, path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert len(lines) == 1
+    rec = lines[0]
+    assert rec["file"] == str(path) and rec["frame"] == 0 and rec["emotion"] in rec["probabilities"]
+    x0, y0, x1, y1 = rec["box"]
+    assert 0.3 < (x0 + x1) / 2 < 0.5 and 0.15 < (y0 + y1) / 2 < 0.3
+
+
+def test_folder_no_detect(tmp_path, edge_models):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((48, 48), 60 * i, np.uint8))
+    proc = _analyze(edge_models, tmp_path, "--no-detect", "--json")
+    assert proc.returncode == 0, proc.stderr
+    recs = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [r["file"].rsplit("/", 1)[1] for r in recs] == ["0.png", "1.png", "2.png"]
+    assert all(r["box"] == [0.0, 0.0, 1.0, 1.0] for r in recs)
+
+
+def test_video_every_nth_frame(edge_models, blink_clip):
+    proc = _analyze(edge_models, blink_clip, "--every", "6", "--json")
+    assert proc.returncode == 0, proc.stderr
+    frames = {json.loads(x)["frame"] for x in proc.stdout.splitlines()}
+    assert frames and all(f % 6 == 0 for f in frames) and all(f % 24 < 12 for f in frames)  # faces only when shown
+
+
+def test_bad_paths_are_one_line(tmp_path, edge_models):
+    proc = _analyze(edge_models, tmp_path / "missing.jpg")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("emotion-edge: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "does not exist" in errors[0] and "Traceback" not in proc.stderr
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    proc = _analyze(edge_models, bad)
+    assert proc.returncode == 2 and "cannot read image" in proc.stderr
