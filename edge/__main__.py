@@ -58,6 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*")
     s.add_argument("--wheel-dir", type=Path)
     s.add_argument("--force", action="store_true")
+    s = sub.add_parser("bench", help="benchmark the pipeline (FPS, per-stage latency) or every model on this hardware",
+                       description="Real pipeline on a synthetic clip (default), a video file or the config's camera, after a "
+                                   "warm-up. Prints a table; --json writes the machine-readable result.")
+    s.add_argument("--source", default="synthetic", help="'synthetic' (N astronaut faces), 'demo', a video file, or 'config'")
+    s.add_argument("--config", type=Path, help="config for --source config (and model/detector defaults)")
+    s.add_argument("--faces", type=int, default=1, choices=range(0, 7), metavar="N", help="faces in the synthetic clip (0-6)")
+    s.add_argument("--size", default="640x480", help="synthetic frame size WxH (default %(default)s)")
+    s.add_argument("--frames", type=int, default=300)
+    s.add_argument("--warmup", type=int, default=30)
+    s.add_argument("--model", help="model name (default: the manifest's default)")
+    s.add_argument("--variant", choices=("int8", "float32"), default="int8")
+    s.add_argument("--detector", choices=("blazeface-short", "blazeface-full"))
+    s.add_argument("--threads", type=int, help="interpreter threads for detector and classifier")
+    s.add_argument("--models", dest="models_mode", choices=("all",), help="'all': latency and size of every shipped model")
+    s.add_argument("--compare-fer", action="store_true", help="also run the 'fer' package's pipeline on the same frames")
+    s.add_argument("--compare", type=Path, help="reference JSON (tests/bench/reference/<device>.json) to compare with")
+    s.add_argument("--json", type=Path, help="write the result as JSON here")
     s = sub.add_parser("models", help="list the shipped models and their evaluated metrics")
     s.add_argument("--models", type=Path, help="models folder (default: the package's models/)")
     s = sub.add_parser("analyze", help="emotions of faces in images, folders or video files",
@@ -76,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = args.cmd in ("analyze", "models", "example-config", "check-config")
+    quiet = args.cmd in ("analyze", "models", "example-config", "check-config", "bench")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -92,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             from edge import cli_daemon
 
             return cli_daemon.main(args)
+        if args.cmd == "bench":
+            from edge import cli_bench
+
+            return cli_bench.main(args)
         if args.cmd == "models":
             return _models_table(args.models)
         if args.cmd == "analyze":

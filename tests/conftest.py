@@ -46,28 +46,19 @@ def run(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def edge_models(tmp_path_factory) -> tuple[Path, str]:
-    """(models dir, model name) for daemon tests: the shipped default model, or a smoke-trained one if none ships."""
+def edge_models(request) -> tuple[Path, str]:
+    """(models dir, model name) for daemon tests: the shipped default model, or the smoke suite's if none ships."""
     from edge.core.manifest import Manifest
     from edge.core.paths import models_dir
 
     shipped = Manifest(models_dir())
     if shipped.default_model:
         return models_dir(), shipped.default_model
-    pytest.importorskip("tensorflow", reason="no shipped model and no TensorFlow to train a smoke one")
-    if not (FER / "train").is_dir():
-        pytest.skip(f"no shipped model, and FER2013 is not at {FER} to train a smoke one")
-    import subprocess
-    import sys
-
-    base = tmp_path_factory.mktemp("edge-models")
+    base, _ = request.getfixturevalue("suite")
     models = base / "models"
-    proc = subprocess.run([sys.executable, "-m", "trainer", "suite", str(FER), "--smoke", "--specs", "binary-scratch",
-                           "--runs", str(base / "runs"), "--models", str(models), "--cache", str(base / "cache")],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
     for sub in ("detectors", "assets"):
-        (models / sub).symlink_to(models_dir() / sub)
+        if not (models / sub).exists():
+            (models / sub).symlink_to(models_dir() / sub)
     return models, "binary-scratch"
 
 
@@ -94,3 +85,18 @@ def blink_clip(tmp_path_factory, astronaut) -> Path:
                 f[120:340, x : x + 220] = head
             frames.append(f)
     return write_clip(tmp_path_factory.mktemp("clips") / "blink.avi", frames)
+
+
+@pytest.fixture(scope="session")
+def suite(fer_root, tmp_path_factory):
+    """`emotion-trainer suite --smoke` for one scratch and one resnet spec (pre-training included)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
+    base = tmp_path_factory.mktemp("suite")
+    cmd = [sys.executable, "-m", "trainer", "suite", str(fer_root), "--smoke", "--specs", "binary-scratch,multiclass3-resnet",
+           "--runs", str(base / "runs"), "--models", str(base / "models"), "--cache", str(base / "cache")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return base, proc.stdout

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian / Raspberry Pi OS machine, then run them.
 #   bash tests/run.sh [pytest args]
-# Installs (apt, as root or via sudo): mosquitto, mosquitto-clients, shellcheck, systemd (for
-# systemd-analyze). Creates .venv with the package, its 'train' and 'test' extras, fetches the
+# Installs (apt, as root or via sudo): mosquitto, mosquitto-clients, shellcheck, chromium (the report's
+# browser test), openssl (TLS test certificates). Creates .venv with the package, its 'train' and 'test' extras, fetches the
 # sha256-pinned face detectors, and runs pytest. FER2013 is read from ../shared/data/fer2013
 # (override with EMOTION_EDGE_FER2013); tests that need it are skipped with a reason when absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto mosquitto-clients shellcheck)
+APT_PACKAGES=(mosquitto mosquitto-clients shellcheck chromium openssl systemd)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -26,4 +26,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[train,test]'
 .venv/bin/emotion-edge fetch
+export EMOTION_EDGE_ARTIFACTS=${EMOTION_EDGE_ARTIFACTS:-$PWD/.artifacts}  # screenshots land here
 exec .venv/bin/python -m pytest "$@"

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.support.broker import Mosquitto, free_port
 from tests.support.daemon import Daemon, write_config
 
@@ -138,3 +139,10 @@ def test_check_config_ok_and_example_config_parses(tmp_path, edge_models, blink_
     ok = subprocess.run([sys.executable, "-m", "edge", "check-config", "--config", str(cfg)], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     assert "config ok" in ok.stdout and edge_models[1] in ok.stdout
+
+
+def test_shipped_example_config_is_current():
+    """deploy/config.example.toml is generated from the config classes; regenerate with 'emotion-edge example-config'."""
+    from edge.config import example_toml
+
+    assert (ROOT / "deploy" / "config.example.toml").read_text() == example_toml()

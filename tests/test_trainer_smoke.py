@@ -16,22 +16,6 @@ pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (T
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def suite(fer_root, tmp_path_factory):
-    """`emotion-trainer suite --smoke` for one scratch and one resnet spec (pre-training included)."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    base = tmp_path_factory.mktemp("suite")
-    cmd = [sys.executable, "-m", "trainer", "suite", str(fer_root), "--smoke", "--specs", "binary-scratch,multiclass3-resnet",
-           "--runs", str(base / "runs"), "--models", str(base / "models"), "--cache", str(base / "cache")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return base, proc.stdout
-
-
 def test_suite_outputs(suite):
     base, stdout = suite
     assert (base / "runs" / "backbone-pretrain" / "backbone.weights.h5").is_file()

@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--split", default="test", help="held-out split (default %(default)s; use val for any model choice)")
 
+    s = sub.add_parser("report", help="write the static HTML page comparing the models (from the manifest and reports)",
+                       description="A self-contained page (opens offline): model selector, confusion matrices, metrics, "
+                                   "training curves, architecture, size and latency, int8 vs float; English and Spanish.")
+    s.add_argument("--models", type=Path, default=None, help="models folder (default: the package's models/)")
+    s.add_argument("--out", type=Path, default=None, help="output file (default: MODELS/report.html)")
+    s.add_argument("-v", "--verbose", action="store_true")
+
     s = sub.add_parser("suite", help="pretrain once, then train, export and evaluate all six specs (skips finished ones)")
     _common(s)
     _train_opts(s)
@@ -236,7 +243,15 @@ def cmd_suite(args) -> int:
     return 0
 
 
-COMMANDS = {"prepare": cmd_prepare, "crop-stats": cmd_crop_stats, "pretrain": cmd_pretrain, "train": cmd_train,
+def cmd_report(args) -> int:
+    from trainer.report import write
+
+    models = _models_dir(args)
+    print(f"wrote {write(models, args.out or models / 'report.html')}")
+    return 0
+
+
+COMMANDS = {"report": cmd_report, "prepare": cmd_prepare, "crop-stats": cmd_crop_stats, "pretrain": cmd_pretrain, "train": cmd_train,
             "export": cmd_export, "evaluate": cmd_evaluate, "suite": cmd_suite}
 
 

@@ -1,0 +1,82 @@
+"""Printing and saving for `emotion-edge bench`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from edge import bench
+from edge.config import load_config
+from edge.core.errors import UserError
+
+
+def _source(args, cfg):
+    if args.source == "synthetic":
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--size {args.size!r} is not WxH, e.g. 640x480") from None
+        return bench.SyntheticSource(args.faces, w, h), f"synthetic {w}x{h}, {args.faces} face(s)"
+    from dataclasses import replace
+
+    from edge.camera import make_source
+
+    if args.source == "config":
+        return make_source(cfg.camera), f"camera {cfg.camera.type}"
+    cam = replace(cfg.camera, type="demo") if args.source == "demo" else replace(cfg.camera, type="file", path=args.source)
+    if cam.type == "file" and not os.path.isfile(cam.path):
+        raise UserError(f"--source {args.source} is not 'synthetic', 'demo', 'config' or a video file")
+    return make_source(replace(cam, realtime=False, loop=True)), f"{cam.type} {cam.path or 'demo clip'}"
+
+
+def _print_pipeline(r: dict, what: str) -> None:
+    print(f"pipeline: {what}; model {r['model']['name']} {r['model']['variant']}, detector {r['detector']}, "
+          f"{r['model']['threads']} thread(s)")
+    print(f"  end-to-end {r['fps']:.1f} FPS over {r['frames']} frames | {r['faces_per_second']:.1f} faces/s "
+          f"({r['faces_per_frame']:.2f}/frame) | CPU {r['cpu_percent']:.0f}% | peak RSS {r['peak_rss_mb']:.0f} MB")
+    print(f"  {'stage':<11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    for stage, v in r["latency_ms"].items():
+        if v["p50"] is not None:
+            print(f"  {stage:<11} {v['p50']:>8.2f} {v['p95']:>8.2f} {v['p99']:>8.2f}")
+    for key in ("cpu_temp_c", "throttled"):
+        if key in r:
+            print(f"  {key}: {r[key]}")
+
+
+def main(args) -> int:
+    cfg = load_config(args.config)
+    result: dict = {"schema_version": bench.BENCH_SCHEMA, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "host": bench.machine(), "command": "emotion-edge bench " + " ".join(getattr(args, "_argv", []))}
+    if args.models_mode == "all":
+        threads = sorted({1, args.threads or os.cpu_count() or 1})
+        rows = bench.models_table(None, threads)
+        result["models"] = rows
+        print(f"{'model':<20} {'variant':<8} {'threads':>7} {'median ms':>10} {'p95 ms':>8} {'size KB':>8}")
+        for r in rows:
+            print(f"{r['model']:<20} {r['variant']:<8} {r['threads']:>7} {r['median_ms']:>10.3f} {r['p95_ms']:>8.3f} {r['size_kb']:>8.1f}")
+    else:
+        cfg = bench.configure(cfg, args.model, args.variant, args.detector, args.threads)
+        source, what = _source(args, cfg)
+        result["source"] = what
+        result["pipeline"] = bench.run_pipeline(cfg, source, args.frames, args.warmup)
+        _print_pipeline(result["pipeline"], what)
+        if args.compare_fer:
+            src2, _ = _source(args, cfg)
+            src2.open()
+            frames = [src2.read() for _ in range(min(args.frames, 100))]
+            fer = bench.compare_fer(frames)
+            if fer is None:
+                print("fer: the 'fer' package is not installed; pip install fer to compare")
+            else:
+                result["fer"] = fer
+                ratio = result["pipeline"]["fps"] / fer["fps"] if fer["fps"] else float("inf")
+                print(f"fer pipeline: {fer['fps']:.1f} FPS on the same frames -> emotion-edge is {ratio:.1f}x faster")
+        if args.compare:
+            for line in bench.compare_reference(result, args.compare):
+                print(line)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

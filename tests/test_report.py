@@ -1,0 +1,75 @@
+"""`emotion-trainer report`: every model present with the manifest's numbers; loads and works in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge.core.manifest import Manifest
+from trainer.report import build
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report(suite, tmp_path_factory) -> tuple[Path, Path]:
+    base, _ = suite
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    out.write_text(build(base / "models"))
+    return base / "models", out
+
+
+def test_every_model_with_manifest_numbers(report):
+    models, out = report
+    page = out.read_text()
+    manifest = Manifest(models)
+    data = json.loads(re.search(r"<script type='application/json' id='data'>(.*?)</script>", page, re.S).group(1))
+    assert set(data["models"]) == set(manifest.names)
+    for name in manifest.names:
+        m = manifest.entry(name).data["metrics"]
+        section = re.search(rf'<section class="model" data-model="{re.escape(name)}">(.*?)</section>', page, re.S).group(1)
+        for variant in ("int8", "float32"):
+            assert f"{m[variant]['accuracy']:.4f}" in section
+            assert f"{m[variant]['macro']['f1']:.4f}" in section
+            for row in m[variant]["confusion_matrix"]:
+                for v in row:
+                    assert f">{v}</text>" in section
+        assert "<svg class=\"cm\"" in section and "<polyline" in section  # confusion picture and curves
+        row = re.search(rf"<tr data-row='{re.escape(name)}'>(.*?)</tr>", page, re.S).group(1)
+        assert f"{m['int8']['accuracy']:.4f}" in row
+    assert "Matriz de confusión" in page  # Spanish labels travel with the page
+    assert "http://" not in page and "https://" not in page  # self-contained, opens offline
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="Debian chromium not installed (tests/run.sh installs it)")
+def test_page_in_headless_chromium(report):
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")
+    models, out = report
+    names = Manifest(models).names
+    shots = Path(os.environ.get("EMOTION_EDGE_ARTIFACTS", out.parent))
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(out.as_uri())
+        assert page.locator("section[data-model='__all__']").is_visible()
+        for name in names:
+            page.select_option("#model", name)
+            assert page.locator(f"section[data-model='{name}']").is_visible()
+            assert not page.locator("section[data-model='__all__']").is_visible()
+        page.click("#lang-es")
+        assert "Matriz de confusión" in page.locator(f"section[data-model='{names[-1]}']").inner_text()
+        page.screenshot(path=str(shots / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert (shots / "report.png").stat().st_size > 10_000
