@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -149,15 +148,9 @@ def models_table(models_root: Path | None, threads: list[int], runs: int = 300) 
             for t in threads:
                 clf = TFLiteClassifier(entry, variant, t)
                 face = np.random.default_rng(0).integers(0, 256, clf.spec.input_shape, dtype=np.uint8)
-                for _ in range(20):
-                    clf.probabilities(face)
-                times = []
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    clf.probabilities(face)
-                    times.append((time.perf_counter() - t0) * 1000.0)
-                rows.append({"model": name, "variant": variant, "threads": t, "median_ms": round(statistics.median(times), 3),
-                             "p95_ms": _pct(times, 95), "size_kb": round(entry.variant(variant)["size_bytes"] / 1024, 1)})
+                lat = clf.latency_ms(face, runs, warmup=20)
+                rows.append({"model": name, "variant": variant, "threads": t, "median_ms": lat["median"],
+                             "p95_ms": lat["p95"], "size_kb": round(entry.variant(variant)["size_bytes"] / 1024, 1)})
     return rows
 
 

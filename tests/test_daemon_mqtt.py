@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from tests.support.broker import Mosquitto, Recorder, free_port
 from tests.support.daemon import Daemon, write_config
 

@@ -224,7 +224,7 @@ def cmd_evaluate(args) -> int:
 def cmd_suite(args) -> int:
     from trainer.evaluate import evaluate
     from trainer.export import export
-    from trainer.specs import get_spec, pretrain_spec, spec_names
+    from trainer.specs import get_spec, spec_names
 
     names = [n.strip() for n in args.specs.split(",")] if args.specs else spec_names()
     specs = [get_spec(n) for n in names]

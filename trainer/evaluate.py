@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -24,19 +23,6 @@ log = logging.getLogger(__name__)
 
 def predict_all(clf: TFLiteClassifier, x: np.ndarray) -> np.ndarray:
     return np.stack([clf.probabilities(face) for face in x])
-
-
-def latency_ms(clf: TFLiteClassifier, face: np.ndarray, runs: int = 200) -> dict:
-    """Median and p90 per-face classification time (preprocessed input -> probabilities)."""
-    for _ in range(10):
-        clf.probabilities(face)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        clf.probabilities(face)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    times.sort()
-    return {"median": round(statistics.median(times), 3), "p90": round(times[int(0.9 * (len(times) - 1))], 3), "runs": runs}
 
 
 def _rounded(m: dict) -> dict:
@@ -63,7 +49,7 @@ def evaluate(name: str, models_dir: str | Path, data_root: str | Path, split: st
         probs = predict_all(clf, data.x)
         preds[variant] = probs.argmax(1)
         results[variant] = _rounded(evaluate_probs(probs, data.y, entry.labels))
-        latency[variant] = latency_ms(TFLiteClassifier(entry, variant, num_threads=1), data.x[0], latency_runs)
+        latency[variant] = TFLiteClassifier(entry, variant, num_threads=1).latency_ms(data.x[0], latency_runs)
         log.info("%s %s: accuracy %.4f macro-F1 %.4f", name, variant, results[variant]["accuracy"], results[variant]["macro"]["f1"])
     agreement = float((preds["int8"] == preds["float32"]).mean()) if {"int8", "float32"} <= set(preds) else None
     metrics = {
