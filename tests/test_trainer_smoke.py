@@ -112,3 +112,15 @@ def test_unknown_model_name(suite):
     base, _ = suite
     with pytest.raises(ModelError, match="known: binary-scratch, multiclass3-resnet"):
         Manifest(base / "models").entry("multiclass9-resnet")
+
+
+def test_flip_tta_averages_face_and_mirror(suite, tmp_path):
+    root = _copy_models(suite, tmp_path)
+    plain = TFLiteClassifier.from_manifest("binary-scratch", root=root)
+    _edit(root, "binary-scratch", lambda e: e.update(tta="flip"))
+    flip = TFLiteClassifier.from_manifest("binary-scratch", root=root)
+    face = np.random.default_rng(1).integers(0, 256, plain.spec.input_shape, dtype=np.uint8)
+    expected = plain.probabilities(face) + plain.probabilities(np.ascontiguousarray(face[:, ::-1]))
+    np.testing.assert_allclose(flip.probabilities(face), expected / expected.sum(), atol=1e-6)
+    m = Manifest(suite[0] / "models").entry("binary-scratch").data
+    assert m["tta"] in ("none", "flip") and m["tta_selection"]["split"] == "val"

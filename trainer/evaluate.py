@@ -25,6 +25,21 @@ def predict_all(clf: TFLiteClassifier, x: np.ndarray) -> np.ndarray:
     return np.stack([clf.probabilities(face) for face in x])
 
 
+def choose_tta(manifest: Manifest, name: str, data_root, faces, mapping, cache_dir, per_class_limit) -> str:
+    """Pick test-time augmentation on the VAL split (never test): mirror-averaging only if it helps int8 accuracy."""
+    entry = manifest.entry(name)
+    val = load_split(data_root, "val", entry.labels, entry.preprocess, faces, mapping, per_class_limit, True, cache_dir)
+    scores = {}
+    for choice in ("none", "flip"):
+        manifest.update(name, {"tta": choice})
+        clf = TFLiteClassifier(manifest.entry(name), "int8", num_threads=2)
+        scores[choice] = float((predict_all(clf, val.x).argmax(1) == val.y).mean())
+    best = "flip" if scores["flip"] > scores["none"] + 0.002 else "none"
+    manifest.update(name, {"tta": best, "tta_selection": {"split": "val", "int8_accuracy": {k: round(v, 4) for k, v in scores.items()}}})
+    log.info("%s: test-time augmentation %r chosen on val %s", name, best, scores)
+    return best
+
+
 def _rounded(m: dict) -> dict:
     def r(v):
         if isinstance(v, float):
@@ -37,10 +52,12 @@ def _rounded(m: dict) -> dict:
 
 def evaluate(name: str, models_dir: str | Path, data_root: str | Path, split: str = "test", faces: str = "cropped",
              mapping: dict | None = None, cache_dir: Path | None = None, per_class_limit: int = 0,
-             latency_runs: int = 200, run_dir: Path | None = None) -> dict:
+             latency_runs: int = 200, run_dir: Path | None = None, tta: str = "auto") -> dict:
     """Metrics for every variant, int8-vs-float agreement and latency; written to the manifest and reports/NAME.json."""
     models_dir = Path(models_dir)
     manifest = Manifest(models_dir)
+    if tta == "auto":
+        choose_tta(manifest, name, data_root, faces, mapping, cache_dir, per_class_limit)
     entry = manifest.entry(name)
     data = load_split(data_root, split, entry.labels, entry.preprocess, faces, mapping, per_class_limit, True, cache_dir)
     results, preds, latency = {}, {}, {}

@@ -109,7 +109,7 @@ def export(name: str, run_dir: str | Path, models_dir: str | Path, data_root: st
         "variants": variants,
         "architecture": architecture(model),
         "training": {k: info[k] for k in ("arch", "backbone", "recipe", "train_counts", "val_counts", "epochs_run",
-                                          "best_val_accuracy", "val_loss", "device", "tensorflow") if k in info},
+                                          "seconds_this_run", "best_val_accuracy", "val_loss", "device", "tensorflow") if k in info},
         "provenance": {"data": info["data"], "faces": info["faces"], "command": info["command"], "trained": info["date"],
                        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "calibration": f"{len(calib)} random training crops through edge.core.preprocess",

@@ -29,6 +29,11 @@ class TFLiteClassifier:
         entry.check_interpreter(self._interp, variant)
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
+        # Test-time augmentation chosen on the val split by 'emotion-trainer evaluate' and recorded in the
+        # manifest, so the device does exactly what was measured: "flip" averages the face and its mirror.
+        self.tta = entry.data.get("tta", "none")
+        if self.tta not in ("none", "flip"):
+            raise ModelError(f"model {self.name!r} asks for unknown test-time augmentation {self.tta!r}; fix: upgrade emotion-edge")
 
     @classmethod
     def from_manifest(cls, name: str | None = None, variant: str = "int8", num_threads: int = 1,
@@ -39,12 +44,17 @@ class TFLiteClassifier:
         """float32 probabilities (len(labels),) for one uint8 face of shape spec.input_shape."""
         if face.shape != self.spec.input_shape or face.dtype != np.uint8:
             raise ModelError(f"classifier {self.name!r} expects uint8 {self.spec.input_shape}, got {face.dtype} {face.shape}")
-        self._interp.set_tensor(self._in["index"], quantize(face[None], self._in))
-        self._interp.invoke()
-        probs = dequantize(self._interp.get_tensor(self._out["index"])[0], self._out)
+        probs = self._run(face)
+        if self.tta == "flip":
+            probs = (probs + self._run(face[:, ::-1])) / 2.0
         total = float(probs.sum())
         # uint8 softmax outputs step in 1/256 and may not sum to exactly 1; renormalise.
         return probs / total if total > 0 else np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
+
+    def _run(self, face: np.ndarray) -> np.ndarray:
+        self._interp.set_tensor(self._in["index"], quantize(np.ascontiguousarray(face)[None], self._in))
+        self._interp.invoke()
+        return dequantize(self._interp.get_tensor(self._out["index"])[0], self._out)
 
     def latency_ms(self, face: np.ndarray, runs: int = 200, warmup: int = 10) -> dict[str, float]:
         """Per-face classification time (preprocessed bytes -> probabilities): median, p90, p95 in ms."""
