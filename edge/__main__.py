@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", dest="models_mode", choices=("all",), help="'all': latency and size of every shipped model")
     s.add_argument("--compare-fer", action="store_true", help="also run the 'fer' package's pipeline on the same frames")
     s.add_argument("--compare", type=Path, help="reference JSON (tests/bench/reference/<device>.json) to compare with")
-    s.add_argument("--json", type=Path, help="write the result as JSON here")
+    s.add_argument("--json", type=Path, help="write the result as JSON here (usable as a --compare reference)")
+    s.add_argument("--label", help="a name for this device in the JSON, e.g. 'Raspberry Pi 5, 8 GB'")
     s = sub.add_parser("models", help="list the shipped models and their evaluated metrics")
     s.add_argument("--models", type=Path, help="models folder (default: the package's models/)")
     s = sub.add_parser("analyze", help="emotions of faces in images, folders or video files",

@@ -177,8 +177,10 @@ def compare_reference(result: dict, ref_path: Path) -> list[str]:
     """Lines comparing this run's headline numbers with a reference file's."""
     ref = json.loads(ref_path.read_text())
     lines = [f"reference {ref_path.name} ({ref.get('label', '')}):"]
+    if not ref.get("measured") or not ref.get("pipeline"):
+        return lines + ["  no measured numbers in this reference yet"]
     for key in ("fps", "faces_per_second"):
-        a, b = result["pipeline"].get(key), ref.get("pipeline", {}).get(key)
+        a, b = result["pipeline"].get(key), ref["pipeline"].get(key)
         if a is not None and b:
             lines.append(f"  {key:<18} this run {a:>8.2f}   reference {b:>8.2f}   ratio {a / b:5.2f}")
     return lines

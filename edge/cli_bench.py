@@ -47,7 +47,7 @@ def _print_pipeline(r: dict, what: str) -> None:
 def main(args) -> int:
     cfg = load_config(args.config)
     result: dict = {"schema_version": bench.BENCH_SCHEMA, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "host": bench.machine(), "command": "emotion-edge bench " + " ".join(getattr(args, "_argv", []))}
+                    "host": bench.machine(), "label": args.label or bench.machine()["machine"], "measured": True}
     if args.models_mode == "all":
         threads = sorted({1, args.threads or os.cpu_count() or 1})
         rows = bench.models_table(None, threads)

@@ -139,6 +139,9 @@ class Manifest:
         name = name or self.default_model
         if not name or name not in self.data["models"]:
             known = ", ".join(self.names) or "none"
+            if not name:
+                raise ModelError(f"no model named and {self.path} has no default_model (known: {known}); "
+                                 "fix: set [classifier] model, or install/train the models")
             raise ModelError(f"model {name!r} is not in {self.path} (known: {known}); fix: pick one of those or train it")
         return ModelEntry(name, self.root, self.data["models"][name])
 

@@ -1,0 +1,58 @@
+"""emotion-edge bench: its JSON schema (numbers are printed by the command, never asserted as speeds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def _bench(edge_models, tmp_path, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EMOTION_EDGE_MODELS": str(edge_models[0])}
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "edge", "bench", *args, "--json", str(out)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_pipeline_bench_schema(edge_models, tmp_path):
+    stdout, r = _bench(edge_models, tmp_path, "--faces", "2", "--frames", "30", "--warmup", "5", "--model", edge_models[1])
+    assert r["schema_version"] == 1 and {"machine", "cpus", "python"} <= set(r["host"])
+    p = r["pipeline"]
+    assert p["frames"] == 30 and p["fps"] > 0 and p["faces_per_frame"] == 2.0
+    assert {"fps", "faces_per_second", "cpu_percent", "peak_rss_mb", "latency_ms", "model", "detector"} <= set(p)
+    for stage in ("capture", "detect", "preprocess", "classify", "publish", "total"):
+        assert set(p["latency_ms"][stage]) == {"p50", "p95", "p99"}
+        assert p["latency_ms"][stage]["p50"] <= p["latency_ms"][stage]["p99"]
+    assert "end-to-end" in stdout and "classify" in stdout
+
+
+def test_models_table_schema(edge_models, tmp_path):
+    _, r = _bench(edge_models, tmp_path, "--models", "all", "--threads", "2")
+    rows = r["models"]
+    assert {(row["variant"], row["threads"]) for row in rows} >= {("int8", 1), ("float32", 1), ("int8", 2)}
+    for row in rows:
+        assert set(row) == {"model", "variant", "threads", "median_ms", "p95_ms", "size_kb"} and row["median_ms"] > 0
+
+
+def test_compare_with_reference(edge_models, tmp_path):
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"label": "test", "pipeline": {"fps": 10.0, "faces_per_second": 10.0}}))
+    stdout, _ = _bench(edge_models, tmp_path, "--frames", "10", "--warmup", "2", "--model", edge_models[1], "--compare", str(ref))
+    assert "reference ref.json" in stdout and "ratio" in stdout
+
+
+def test_reference_files_are_valid():
+    refs = sorted((ROOT / "tests" / "bench" / "reference").glob("*.json"))
+    assert refs, "tests/bench/reference/ holds this machine's reference results"
+    for path in refs:
+        r = json.loads(path.read_text())
+        assert r["schema_version"] == 1 and "label" in r and "measured" in r
+        if r["measured"]:
+            assert r["pipeline"]["fps"] > 0 and r["host"]["machine"]
+        else:
+            assert "estimate" in r["label"].lower()
