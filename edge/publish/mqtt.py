@@ -45,9 +45,7 @@ class MQTTPublisher:
         self.refused: str | None = None
         self.wake = threading.Event()
         self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.inflight: dict[int, int] = {}  # paho mid -> outbox seq
-        self.early_acks: set[int] = set()
+        self.inflight: list[tuple[mqtt.MQTTMessageInfo, int]] = []  # handed to paho, not yet acknowledged
         self.last_sent = 0
         self.connects = 0
         self.disconnects = 0
@@ -104,13 +102,8 @@ class MQTTPublisher:
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        with self.lock:
-            seq = self.inflight.pop(mid, None)
-            if seq is None:
-                self.early_acks.add(mid)
-        if seq is not None:
-            self.outbox.ack(seq)
-            self.wake.set()
+        # Runs inside paho's locks: only wake the sender, which checks its MQTTMessageInfo objects.
+        self.wake.set()
 
     def _on_message(self, client, userdata, msg) -> None:
         if self.discovery and msg.payload == b"online":  # Home Assistant restarted: send discovery again
@@ -139,9 +132,9 @@ class MQTTPublisher:
         while not self.stop.is_set():
             self.wake.wait(0.5)
             self.wake.clear()
+            self._collect_acks()
             while self.connected.is_set() and not self.stop.is_set():
-                with self.lock:
-                    room = WINDOW - len(self.inflight)
+                room = WINDOW - len(self.inflight)
                 if room <= 0:
                     break
                 rows = self.outbox.pending(self.last_sent, room)
@@ -154,17 +147,19 @@ class MQTTPublisher:
                     if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                         log.warning("publish of seq %d failed (%s); will retry", seq, mqtt.error_string(info.rc))
                         break
-                    # Queued in paho (sent now, or retransmitted by paho after a reconnect).
-                    with self.lock:
-                        if info.mid in self.early_acks:
-                            self.early_acks.discard(info.mid)
-                            acked = True
-                        else:
-                            self.inflight[info.mid] = seq
-                            acked = False
-                    if acked:
-                        self.outbox.ack(seq)
+                    # Queued in paho (sent now, or retransmitted by paho after a reconnect); PUBACK marks it published.
+                    self.inflight.append((info, seq))
                     self.last_sent = seq
+        self._collect_acks()
+
+    def _collect_acks(self) -> None:
+        """Delete from the outbox what the broker acknowledged (sender thread only)."""
+        done, waiting = [], []
+        for item in self.inflight:
+            (done if item[0].is_published() else waiting).append(item)
+        self.inflight = waiting
+        for _, seq in done:
+            self.outbox.ack(seq)
 
     def durable(self, kind: str, make_payload) -> None:
         self.outbox.add(self.topics[kind], lambda seq: json.dumps(make_payload(seq)).encode(), qos=1)
