@@ -96,7 +96,7 @@ class MQTTPublisher:
         self.wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self.stop.is_set():
             self.disconnects += 1
             log.warning("disconnected from broker (%s); events are kept in the outbox", reason_code)
         self.connected.clear()
