@@ -41,7 +41,7 @@ def test_models_table_schema(edge_models, tmp_path):
 
 def test_compare_with_reference(edge_models, tmp_path):
     ref = tmp_path / "ref.json"
-    ref.write_text(json.dumps({"label": "test", "pipeline": {"fps": 10.0, "faces_per_second": 10.0}}))
+    ref.write_text(json.dumps({"label": "test", "measured": True, "pipeline": {"fps": 10.0, "faces_per_second": 10.0}}))
     stdout, _ = _bench(edge_models, tmp_path, "--frames", "10", "--warmup", "2", "--model", edge_models[1], "--compare", str(ref))
     assert "reference ref.json" in stdout and "ratio" in stdout
 
