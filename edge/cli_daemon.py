@@ -9,6 +9,7 @@ import threading
 from dataclasses import replace
 
 from edge.config import example_toml, load_config
+from edge.publish.outbox import default_outbox_path
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def main(args) -> int:
     cfg = load_config(None)
     use_mqtt = _broker_answers(args.host, args.port)
     cfg = replace(cfg, device_id="demo", publisher="mqtt" if use_mqtt else "stdout", stats_interval_s=5.0, summary_interval_s=10.0,
-                  mqtt=replace(cfg.mqtt, host=args.host, port=args.port))
+                  mqtt=replace(cfg.mqtt, host=args.host, port=args.port,
+                               outbox_path=str(default_outbox_path().with_name("demo-outbox.sqlite"))))
     stop = threading.Event()
     if use_mqtt:
         topic = f"{cfg.mqtt.topic_prefix}/{cfg.device_id}/#"
