@@ -9,9 +9,12 @@ from collections import Counter
 
 import numpy as np
 
+from edge.classify.base import Classifier
 from edge.core.payload import event_payload, summary_payload, utc_now_iso
 from edge.core.preprocess import preprocess_face
+from edge.detect.base import Detector
 from edge.health import Notifier, soc_health
+from edge.publish.base import Publisher
 from edge.stats import Stats
 from edge.track import Tracker
 
@@ -19,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, cfg, capture, detector, classifier, publisher, notifier: Notifier | None = None):
+    def __init__(self, cfg, capture, detector: Detector, classifier: Classifier, publisher: Publisher,
+                 notifier: Notifier | None = None):
         self.cfg = cfg
         self.capture = capture
         self.detector = detector
@@ -35,7 +39,6 @@ class Pipeline:
         self.summary_tracks: dict[str, set] = {}
         self.summary_faces = 0
         self.dominant: str | None = "none"
-        self.last_fps = 0.0
 
     # -- publishing ----------------------------------------------------------------------
     def _publish_events(self, events, now: float) -> None:
@@ -61,7 +64,6 @@ class Pipeline:
 
     def _publish_stats(self, elapsed_s: float) -> None:
         rates = self.stats.interval(elapsed_s, self.capture.captured, self.capture.dropped)
-        self.last_fps = rates["processed_fps"]
         payload = {"schema_version": 1, "timestamp": utc_now_iso(), "device_id": self.cfg.device_id,
                    "camera": self.cfg.camera.name, "uptime_s": round(time.monotonic() - self.t_start, 1),
                    "interval_s": round(elapsed_s, 2), **rates, "frames_processed": self.stats.frames,

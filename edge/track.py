@@ -24,7 +24,6 @@ class Track:
     emotion: str | None = None  # the reported (stable) emotion
     candidate: str | None = None
     candidate_since: float = 0.0
-    hits: int = 1
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class Tracker:
                 self.tracks[tid] = Track(tid, box, np.asarray(p, np.float32), now, now)
             else:
                 t = self.tracks[tid]
-                t.box, t.last_seen, t.hits = box, now, t.hits + 1
+                t.box, t.last_seen = box, now
                 t.probs = (1.0 - self.smoothing) * t.probs + self.smoothing * np.asarray(p, np.float32)
             events.extend(self._hysteresis(self.tracks[tid], now))
         for tid in [tid for tid, t in self.tracks.items() if now - t.last_seen > self.max_missing_s]:

@@ -12,9 +12,15 @@ from edge.core.types import Prediction
 
 class Classifier(Protocol):
     name: str
+    version: str
+    variant: str
     labels: tuple[str, ...]
     spec: PreprocessSpec
 
+    def probabilities(self, face: np.ndarray) -> np.ndarray:
+        """float32 probabilities in label order for the uint8 output of preprocess_face with this spec."""
+        ...
+
     def classify(self, face: np.ndarray) -> Prediction:
-        """`face` is the uint8 output of preprocess_face for this classifier's spec."""
+        """The same as an immutable Prediction (labels + probabilities)."""
         ...
