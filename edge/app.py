@@ -31,6 +31,15 @@ def build_parts(cfg: Config):
 
 def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | None = None) -> int:
     notifier = Notifier()
+    stop = stop or threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():  # a SIGTERM during start-up also stops cleanly
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     classifier, detector, source = build_parts(cfg)
     capture = LatestFrameCapture(source, cfg.camera.reconnect_max_s)
     capture.start()
@@ -40,15 +49,6 @@ def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | N
     except BaseException:
         capture.stop()
         raise
-    stop = stop or threading.Event()
-
-    def on_signal(signum, frame):
-        log.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
     log.info("running: model %s (%s), detector %s, camera %s (%s), publisher %s", classifier.name, classifier.variant,
              detector.name, cfg.camera.name, cfg.camera.type, cfg.publisher)
     pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier)
