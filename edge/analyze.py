@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.core.paths import IMAGE_SUFFIXES
 from edge.core.preprocess import preprocess_face
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg"}
 
 

@@ -251,7 +251,7 @@ def example_toml() -> str:
             if f.name == "device_id":
                 lines.append('#device_id = "cam-entrance"')
                 continue
-            lines.append(f"{f.name} = {_toml_value(default)}")
+            lines.append(f"{f.name} = {toml_value(default)}")
         for f in tables:
             sub_cls = typing.get_type_hints(cls)[f.name]
             lines.extend(["", f"[{prefix}{f.name}]", f"# {sub_cls.__doc__}"])
@@ -261,7 +261,8 @@ def example_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """A Python scalar as a TOML value."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):

@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.core.paths import IMAGE_SUFFIXES
 from edge.core.preprocess import PreprocessSpec, preprocess_face
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
 SPLITS = ("train", "val", "test")
 
 

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.core.paths import IMAGE_SUFFIXES
 
 from .pacing import Pacer
 
-SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
 
 
 class ImageFolderSource:
@@ -26,7 +26,7 @@ class ImageFolderSource:
     def open(self) -> None:
         if not self.folder.is_dir():
             raise UserError(f"image folder {self.folder} not found; fix: correct camera.path")
-        self.files = sorted(f for f in self.folder.iterdir() if f.suffix.lower() in SUFFIXES)
+        self.files = sorted(f for f in self.folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise UserError(f"image folder {self.folder} holds no images; fix: add .jpg/.png files")
         self.i = 0

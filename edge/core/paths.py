@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})  # what cv2.imread reads here
+
+
 def models_dir() -> Path:
     env = os.environ.get("EMOTION_EDGE_MODELS")
     if env:

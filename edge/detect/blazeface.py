@@ -95,7 +95,7 @@ class BlazeFaceDetector:
                             "fix: run 'emotion-edge fetch --force'")
 
     def _letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, float, int, int]:
-        """Pad to a square (zeros right/bottom... centred, as MediaPipe does) and resize to the input size."""
+        """Pad to a centred square with black borders (as MediaPipe does) and resize to the input size."""
         if frame.ndim == 2:
             rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
         else:

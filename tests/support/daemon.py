@@ -8,15 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge.config import toml_value
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(v)
 
 
 def write_config(path: Path, top: dict, **tables: dict) -> Path:
