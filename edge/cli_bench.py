@@ -67,11 +67,12 @@ def main(args) -> int:
             frames = [src2.read() for _ in range(min(args.frames, 100))]
             fer = bench.compare_fer(frames)
             if fer is None:
-                print("fer: the 'fer' package is not installed; pip install fer to compare")
+                print("fer: the 'fer' package is not installed; see the README's 'Benchmarks' section for the side environment")
             else:
+                fer["ratio"] = round(result["pipeline"]["fps"] / fer["fps"], 2) if fer["fps"] else None
                 result["fer"] = fer
-                ratio = result["pipeline"]["fps"] / fer["fps"] if fer["fps"] else float("inf")
-                print(f"fer pipeline: {fer['fps']:.1f} FPS on the same frames -> emotion-edge is {ratio:.1f}x faster")
+                print(f"fer pipeline: {fer['fps']:.1f} FPS on the same {fer['frames']} frames "
+                      f"({fer['faces_per_frame']:.2f} faces/frame found) -> emotion-edge is {fer['ratio']}x its FPS")
         if args.compare:
             for line in bench.compare_reference(result, args.compare):
                 print(line)

