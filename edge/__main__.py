@@ -23,17 +23,18 @@ def _models_table(root: Path | None) -> int:
     if not manifest.names:
         print(f"no models in {manifest.path}; train them with 'emotion-trainer suite'")
         return 1
-    print(f"{'model':<20} {'labels':<30} {'int8 acc':>8} {'macro-F1':>8} {'float acc':>9} {'agree':>6} {'int8 ms':>7} {'size KB':>7}")
+    print(f"{'model':<20} {'labels':<30} {'int8 acc':>8} {'macro-F1':>8} {'float acc':>9} {'agree':>6} {'int8 ms':>7} {'size KB':>7} {'epochs':>6} {'train min':>9}")
     for name in manifest.names:
         e = manifest.entry(name).data
-        m, lat = e.get("metrics") or {}, e.get("latency_ms") or {}
+        m, lat, tr = e.get("metrics") or {}, e.get("latency_ms") or {}, e.get("training") or {}
         i8, fl = m.get("int8") or {}, m.get("float32") or {}
         fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) else "-"  # noqa: E731
         star = "*" if name == manifest.default_model else " "
         print(f"{name + star:<20} {','.join(e['labels']):<30} {fmt(i8.get('accuracy'), '8.4f')} "
               f"{fmt((i8.get('macro') or {}).get('f1'), '8.4f')} {fmt(fl.get('accuracy'), '9.4f')} "
               f"{fmt(m.get('int8_float_agreement'), '6.3f')} {fmt((lat.get('int8') or {}).get('median'), '7.2f')} "
-              f"{e['variants']['int8']['size_bytes'] / 1024:7.0f}")
+              f"{e['variants']['int8']['size_bytes'] / 1024:7.0f} {fmt(tr.get('epochs_run'), '6d')} "
+              f"{fmt(tr['seconds_this_run'] / 60 if tr.get('seconds_this_run') else None, '9.0f')}")
     print(f"* default model. Metrics: {manifest.path} (split={m.get('split', '-')}, produced by 'emotion-trainer evaluate')")
     return 0
 

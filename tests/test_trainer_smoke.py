@@ -124,3 +124,17 @@ def test_flip_tta_averages_face_and_mirror(suite, tmp_path):
     np.testing.assert_allclose(flip.probabilities(face), expected / expected.sum(), atol=1e-6)
     m = Manifest(suite[0] / "models").entry("binary-scratch").data
     assert m["tta"] in ("none", "flip") and m["tta_selection"]["split"] == "val"
+
+
+def test_models_table_prints_the_manifest(suite, run, monkeypatch):
+    """`emotion-edge models` (the README's table) shows each model's manifest numbers and training time."""
+    base, _ = suite
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(base / "models"))
+    proc = run("edge", "models")
+    assert proc.returncode == 0, proc.stderr
+    manifest = Manifest(base / "models")
+    for name in manifest.names:
+        e = manifest.entry(name).data
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(name))
+        assert f"{e['metrics']['int8']['accuracy']:.4f}" in line and f"{e['metrics']['int8']['macro']['f1']:.4f}" in line
+        assert line.split()[-2] == str(e["training"]["epochs_run"])
