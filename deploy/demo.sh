@@ -10,15 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN=${1:-20}
 
-PY=${PYTHON:-python3}
-if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    echo "demo: python3-venv is missing; install it: sudo apt-get install -y python3-venv" >&2
-    exit 2
-fi
-[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e .
-.venv/bin/emotion-edge fetch >/dev/null
+# shellcheck source=deploy/device-venv.sh
+source deploy/device-venv.sh
 
 port=1883
 broker_pid=""
