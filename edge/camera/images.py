@@ -13,7 +13,6 @@ from edge.core.paths import IMAGE_SUFFIXES
 from .pacing import Pacer
 
 
-
 class ImageFolderSource:
     def __init__(self, folder: str, fps: float = 5.0, loop: bool = True, realtime: bool = True):
         self.name = Path(folder).name

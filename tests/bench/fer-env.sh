@@ -20,8 +20,9 @@ fer_site=$(.venv-fer/bin/python -c 'import sysconfig; print(sysconfig.get_paths(
 .venv-fer/bin/python -m pip install -q "numpy==$numpy" "opencv-contrib-python-headless<5" "moviepy<2" pandas tqdm Pillow requests "setuptools<81"
 # Layer: .venv's packages come after .venv-fer's own on sys.path.
 echo "import site; site.addsitedir('$site')" > "$fer_site/zz-emotion-edge-venv.pth"
-for cmd in emotion-edge emotion-trainer; do
-    printf '#!/bin/sh\nexec "%s/.venv-fer/bin/python" -m %s "$@"\n' "$PWD" "$([[ $cmd == emotion-edge ]] && echo edge || echo trainer)" > ".venv-fer/bin/$cmd"
+for pair in emotion-edge:edge emotion-trainer:trainer; do  # console command : module
+    cmd=${pair%%:*}
+    printf '#!/bin/sh\nexec "%s/.venv-fer/bin/python" -m %s "$@"\n' "$PWD" "${pair#*:}" > ".venv-fer/bin/$cmd"
     chmod +x ".venv-fer/bin/$cmd"
 done
 .venv-fer/bin/python -c 'import cv2, edge, fer; from importlib.metadata import version; print("ready: fer", version("fer"), "with OpenCV", cv2.__version__, "in .venv-fer")'
