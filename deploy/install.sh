@@ -16,7 +16,8 @@ and starts the service.
 Options:
   --prefix DIR           install prefix (default /opt/emotion-edge)
   --root DIR             install into DIR as if it were / (no apt, no systemctl); for images and tests
-  --with-broker          also install a local Mosquitto with a password file and no anonymous access
+  --with-broker          also install a local Mosquitto: password file, no anonymous access, persistence
+                         (autosave every 10 s), listening on 127.0.0.1:1883 only
   --mqtt-host HOST       broker host written into a new config (default localhost)
   --mqtt-user USER       MQTT user (default emotion-edge when --with-broker, else anonymous)
   --mqtt-password-file F install F's content as the credential (default with --with-broker: generated)
@@ -92,6 +93,9 @@ put() {
     CHANGED=1
 }
 CHANGED=0
+BROKER_CHANGED=0
+BUILD=$(mktemp -d)
+trap 'rm -rf "$BUILD"' EXIT
 
 [[ $(id -u) -eq 0 || -n $ROOT || $DRY_RUN -eq 1 ]] || die "run as root (sudo), or use --root DIR / --dry-run"
 
@@ -162,7 +166,10 @@ stamp=$(cd "$SRC" && find pyproject.toml edge -type f -name '*.py' -o -name pypr
 if [[ $(cat "$R$PREFIX/.source-stamp" 2>/dev/null) != "$stamp" ]]; then
     pip_args=(-q --disable-pip-version-check)
     [[ -n $WHEEL_DIR ]] && pip_args+=(--no-index --find-links "$WHEEL_DIR")
-    run "$R$VENV/bin/python" -m pip install "${pip_args[@]}" --upgrade "$SRC"
+    # Build from a clean copy of the package sources: the checkout may be read-only, and building in it
+    # as root would leave root-owned build files in the user's tree.
+    tar -C "$SRC" --exclude=__pycache__ -cf - pyproject.toml README.md edge trainer | tar -C "$BUILD" -xf -
+    run "$R$VENV/bin/python" -m pip install "${pip_args[@]}" --upgrade "$BUILD"
     if [[ $PLATFORM == jetson ]]; then
         # Keep the system OpenCV (GStreamer); the wheel's headless OpenCV would shadow it.
         run "$R$VENV/bin/python" -m pip uninstall -q -y opencv-python-headless
@@ -193,14 +200,21 @@ camera_block() {
     case "$PLATFORM" in
         pi) printf 'type = "picamera2"\nname = "cam0"\nwidth = 640\nheight = 480\nfps = 30.0\n' ;;
         jetson) printf 'type = "gstreamer"\nname = "cam0"\npipeline = "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 ! nvvidconv ! video/x-raw,width=640,height=480,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1"\n' ;;
-        *) printf 'type = "opencv"\nname = "cam0"\nindex = 0\nwidth = 640\nheight = 480\nfps = 30.0\n' ;;
+        *)
+            if compgen -G "/dev/video*" >/dev/null; then
+                printf 'type = "opencv"\nname = "cam0"\nindex = 0\nwidth = 640\nheight = 480\nfps = 30.0\n'
+            else
+                printf '# No camera was found at install time (no /dev/video*), so the service starts on the built-in\n'
+                printf '# demo clip. With a USB camera attached: type = "opencv", index = 0, then systemctl restart emotion-edge.\n'
+                printf 'type = "demo"\nname = "cam0"\n'
+            fi ;;
     esac
 }
 if [[ ! -e $R$ETC/config.toml ]]; then
     {
         echo "# emotion-edge configuration written by deploy/install.sh (never overwritten)."
         echo "# Every option with its default and description: $PREFIX/venv/bin/emotion-edge example-config"
-        echo "# Check after editing: sudo -u emotion-edge $VENV/bin/emotion-edge check-config --config $ETC/config.toml"
+        echo "# Check after editing: sudo $VENV/bin/emotion-edge check-config --config $ETC/config.toml"
         echo "device_id = \"$(hostname -s 2>/dev/null || echo edge)\""
         echo "publisher = \"mqtt\""
         echo "stats_interval_s = 10.0"
@@ -230,7 +244,11 @@ fi
 # --- local broker ------------------------------------------------------------------------------
 if ((WITH_BROKER)); then
     passwd_file=/etc/mosquitto/emotion-edge.passwd
-    printf 'listener 1883\nallow_anonymous false\npassword_file %s\n' "$passwd_file" \
+    broker_before=$CHANGED
+    CHANGED=0
+    # Loopback only: the password and the events never cross the LAN in clear. Persistence (on in Debian's
+    # mosquitto.conf) saved every 10 s: an event the broker acknowledged survives a broker crash after that.
+    printf '# written by emotion-edge deploy/install.sh\nlistener 1883 127.0.0.1\nallow_anonymous false\npassword_file %s\npersistence true\nautosave_interval 10\n' "$passwd_file" \
         | put "$R/etc/mosquitto/conf.d/emotion-edge.conf" 0644
     if ! ((DRY_RUN)); then
         pw=$(cat "$R$CRED")
@@ -241,16 +259,24 @@ if ((WITH_BROKER)); then
             install -D -m 0640 "$tmp" "$R$passwd_file"
             rm -f "$tmp"
             [[ -z $ROOT ]] && getent group mosquitto >/dev/null && chgrp mosquitto "$passwd_file"
+            CHANGED=1
         fi
     else
         echo "would write: $R$passwd_file (user $MQTT_USER)"
     fi
+    BROKER_CHANGED=$CHANGED
+    CHANGED=$((broker_before || CHANGED))
 fi
 
 # --- systemd units -----------------------------------------------------------------------------
-for unit in emotion-edge.service emotion-edge@.service; do
-    sed "s|/opt/emotion-edge|$PREFIX|g" "$SRC/systemd/$unit" | put "$R/etc/systemd/system/$unit" 0644
-done
+# One unit source (the template); the plain unit is the same with the instance parts fixed.
+template=$SRC/systemd/emotion-edge@.service
+sed "s|/opt/emotion-edge|$PREFIX|g" "$template" | put "$R/etc/systemd/system/emotion-edge@.service" 0644
+sed -e "s|/opt/emotion-edge|$PREFIX|g" -e 's|/etc/emotion-edge/%i\.toml|/etc/emotion-edge/config.toml|g' \
+    -e 's|^StateDirectory=emotion-edge/%i$|StateDirectory=emotion-edge|' -e 's|^\(Description=.*\), camera %i$|\1|' \
+    -e 's|emotion-edge@<name>|emotion-edge|g' "$template" | put "$R/etc/systemd/system/emotion-edge.service" 0644
+grep -q '%i' "$R/etc/systemd/system/emotion-edge.service" 2>/dev/null && die "internal: %i left in the rendered emotion-edge.service"
+
 if [[ $PLATFORM == jetson ]]; then
     # Argus (CSI) talks to nvargus-daemon over a socket and maps many /dev/nv* nodes that differ per JetPack.
     printf '[Service]\nDevicePolicy=auto\nSupplementaryGroups=video render\n' \
@@ -270,20 +296,37 @@ if ! ((DRY_RUN)); then
     fi
     rm -f "$cfg_copy"
 fi
+started=1
 if [[ -z $ROOT ]] && [[ -d /run/systemd/system ]]; then
     run systemctl daemon-reload
-    ((WITH_BROKER)) && run systemctl enable --now mosquitto && run systemctl restart mosquitto
+    if ((WITH_BROKER)); then
+        run systemctl enable --now mosquitto
+        if ((BROKER_CHANGED)); then run systemctl restart mosquitto; fi
+    fi
     run systemctl enable emotion-edge.service
-    if ((NO_START)); then :; elif ((CHANGED)); then run systemctl restart emotion-edge.service; else run systemctl start emotion-edge.service; fi
+    if ((NO_START)); then :; elif ((CHANGED)); then
+        run systemctl restart emotion-edge.service || started=0
+    else
+        run systemctl start emotion-edge.service || started=0
+    fi
 elif [[ -z $ROOT ]]; then
     say "systemd is not running here: units installed but not started"
 fi
 
+sub_cmd="mosquitto_sub -h $MQTT_HOST -t 'emotion-edge/#' -v"
+[[ -n $MQTT_USER ]] && sub_cmd+=" -u $MQTT_USER -P \"\$(sudo cat $CRED)\""
 cat <<EOF2
 install.sh: done.
   logs:       journalctl -u emotion-edge -f
   status:     systemctl status emotion-edge
-  config:     $ETC/config.toml (check: $VENV/bin/emotion-edge check-config --config $ETC/config.toml)
-  events:     mosquitto_sub -h $MQTT_HOST -t 'emotion-edge/#' -v${MQTT_USER:+ -u $MQTT_USER -P "\$(sudo cat $CRED)"}
+  config:     $ETC/config.toml (check: sudo $VENV/bin/emotion-edge check-config --config $ETC/config.toml)
+  events:     $sub_cmd
   per camera: $ETC/<name>.toml + systemctl enable --now emotion-edge@<name>
 EOF2
+if ((!started)); then
+    echo "install.sh: error: emotion-edge.service is installed but did not start. Its last log lines:" >&2
+    journalctl -u emotion-edge.service -n 5 --no-pager -o cat >&2 || true
+    echo "install.sh: fix the problem named above (usually [camera] in $ETC/config.toml), check it with" \
+         "'sudo $VENV/bin/emotion-edge check-config --config $ETC/config.toml', then 'sudo systemctl restart emotion-edge'" >&2
+    exit 1
+fi

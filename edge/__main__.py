@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "models":
             return _models_table(args.models)
         if args.cmd == "analyze":
-            from edge.analyze import analyze, format_line
+            from edge.analyze import Skipped, analyze, format_line
             from edge.classify.tflite import TFLiteClassifier
             from edge.detect import make_detector
 
@@ -126,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"{args.path} does not exist; fix: pass an image, a video file or a folder of them")
             clf = TFLiteClassifier.from_manifest(args.model, args.variant, args.threads, args.models)
             det = make_detector("full-frame" if args.no_detect else args.detector)
-            for rec in analyze(args.path, clf, det, max(1, args.every)):
+            skipped = Skipped()
+            for rec in analyze(args.path, clf, det, max(1, args.every), skipped):
                 print(format_line(rec, args.json), flush=True)
+            if skipped.files:
+                print(f"emotion-edge: analyze: skipped {len(skipped.files)} unreadable file(s) (warned above)", file=sys.stderr)
             return 0
     except UserError as exc:
         print(f"emotion-edge: error: {exc}", file=sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -10,28 +12,57 @@ import cv2
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.core.imageio import read_image
 from edge.core.paths import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
 from edge.core.preprocess import preprocess_face
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg"}
 
 
-def iter_frames(path: Path, every: int = 1) -> Iterator[tuple[str, int, np.ndarray]]:
-    """(file, frame index, BGR frame) for an image, a video, or every image/video in a folder."""
+class Skipped:
+    """Files analyze could not read: each warned about once, counted for the closing summary."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[str, str]] = []
+
+    def add(self, f: Path, why: str) -> None:
+        self.files.append((str(f), why))
+        log.warning("skipping %s: %s", f, why)
+
+
+def iter_frames(path: Path, every: int = 1, skipped: Skipped | None = None) -> Iterator[tuple[str, int, np.ndarray]]:
+    """(file, frame index, BGR frame) for an image, a video, or every image/video in a folder.
+
+    A single unreadable file is a UserError; in a folder, unreadable files are skipped and recorded."""
     if not path.exists():
         raise UserError(f"{path} does not exist; fix: pass an image, a video file or a folder of them")
-    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES) if path.is_dir() else [path]
-    if path.is_dir() and not files:
-        raise UserError(f"{path} holds no images or videos ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and f.is_file())
+        if not files:
+            raise UserError(f"{path} holds no images or videos ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+    elif not stat.S_ISREG(path.stat().st_mode):
+        raise UserError(f"{path} is not a regular file; fix: pass an image, a video file or a folder")
+    else:
+        files = [path]
+    skipped = skipped or Skipped()
+
+    def bad(f: Path, why: str) -> None:
+        if not path.is_dir():
+            kind = "video" if f.suffix.lower() in VIDEO_SUFFIXES else "image"
+            raise UserError(f"cannot read {kind} {f}: {why}")
+        skipped.add(f, why)
+
     for f in files:
         if f.suffix.lower() in VIDEO_SUFFIXES:
             cap = cv2.VideoCapture(str(f))
-            if not cap.isOpened():
-                raise UserError(f"cannot open video {f}; it is corrupt or its codec is not supported by OpenCV")
-            i = 0
-            ok, frame = cap.read()
+            ok, frame = cap.read() if cap.isOpened() else (False, None)
             if not ok:
-                raise UserError(f"video {f} has no readable frames; it is corrupt or empty")
+                cap.release()
+                bad(f, "a video OpenCV cannot open or read (corrupt, empty or an unsupported codec)")
+                continue
+            i = 0
             while ok:
                 if i % every == 0:
                     yield str(f), i, frame
@@ -39,14 +70,15 @@ def iter_frames(path: Path, every: int = 1) -> Iterator[tuple[str, int, np.ndarr
                 ok, frame = cap.read()
             cap.release()
         else:
-            frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise UserError(f"cannot read image {f}; it is corrupt or not an image")
-            yield str(f), 0, frame
+            img, why = read_image(f)
+            if img is None:
+                bad(f, why)
+                continue
+            yield str(f), 0, img
 
 
-def analyze(path: Path, classifier, detector, every: int = 1) -> Iterator[dict]:
-    for file, idx, frame in iter_frames(path, every):
+def analyze(path: Path, classifier, detector, every: int = 1, skipped: Skipped | None = None) -> Iterator[dict]:
+    for file, idx, frame in iter_frames(path, every, skipped):
         h, w = frame.shape[:2]
         for face_i, box in enumerate(detector.detect(frame)):
             pred = classifier.classify(preprocess_face(frame, box, classifier.spec))

@@ -41,7 +41,7 @@ def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | N
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     classifier, detector, source = build_parts(cfg)
-    capture = LatestFrameCapture(source, cfg.camera.reconnect_max_s)
+    capture = LatestFrameCapture(source, cfg.camera.reconnect_max_s, make_source=lambda: make_source(cfg.camera))
     capture.start()
     publisher = make_publisher(cfg)
     try:

@@ -8,6 +8,7 @@ file or a systemd credential (`password_file`, `$CREDENTIALS_DIRECTORY/mqtt-pass
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import socket
 import sys
@@ -18,14 +19,18 @@ from typing import Any
 
 from edge.core.errors import UserError
 
+log = logging.getLogger(__name__)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 
-def opt(default: Any, doc: str, choices: tuple | None = None):
-    return field(default=default, metadata={"doc": doc, "choices": choices})
+def opt(default: Any, doc: str, choices: tuple | None = None, *, ge: float | None = None, gt: float | None = None,
+        le: float | None = None, lt: float | None = None):
+    """A config field: default, one-line description, and the allowed choices or numeric range."""
+    return field(default=default, metadata={"doc": doc, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt})
 
 
 def sub(cls):
@@ -44,15 +49,17 @@ class CameraConfig:
                     CAMERA_TYPES)
     name: str = opt("cam0", "camera name published in every event")
     path: str = opt("", "file: video path; images: folder; opencv: device path such as /dev/video0")
-    index: int = opt(0, "opencv: device index when path is empty")
+    index: int = opt(0, "opencv: device index when path is empty", ge=0, le=255)
     url: str = opt("", "stream: rtsp:// or http(s):// URL")
     pipeline: str = opt("", "gstreamer: pipeline ending in appsink (needs OpenCV built with GStreamer)")
-    width: int = opt(640, "requested frame width (opencv, picamera2)")
-    height: int = opt(480, "requested frame height (opencv, picamera2)")
-    fps: float = opt(30.0, "requested frame rate; file/images/demo sources are paced to it when realtime = true")
+    width: int = opt(640, "requested frame width (opencv, picamera2)", ge=16, le=8192)
+    height: int = opt(480, "requested frame height (opencv, picamera2)", ge=16, le=8192)
+    fps: float = opt(30.0, "requested frame rate; file/images/demo sources are paced to it when realtime = true", gt=0, le=240)
     loop: bool = opt(True, "file/images/demo: start again at the end")
     realtime: bool = opt(True, "file/images/demo: pace frames like a camera (false: as fast as they decode)")
-    reconnect_max_s: float = opt(30.0, "longest wait between attempts to reopen a lost camera or stream")
+    reconnect_max_s: float = opt(30.0, "longest wait between attempts to reopen a lost camera or stream", gt=0, le=3600)
+    frame_timeout_s: float = opt(20.0, "no frame for this long: the camera is reopened (a hung read is abandoned); "
+                                       "if reopening hangs too, the systemd watchdog restarts the service", ge=2, le=600)
 
 
 @dataclass
@@ -61,11 +68,11 @@ class DetectorConfig:
 
     type: str = opt("blazeface-short", "blazeface-short (faces within ~2 m) or blazeface-full (surveillance distances)",
                     ("blazeface-short", "blazeface-full"))
-    score_threshold: float = opt(0.5, "minimum detection score")
-    iou_threshold: float = opt(0.3, "boxes overlapping more than this are merged (weighted NMS)")
-    min_face_px: int = opt(20, "ignore faces smaller than this (pixels, shorter side)")
-    max_faces: int = opt(5, "at most this many faces per frame (highest scores first)")
-    threads: int = opt(1, "interpreter threads")
+    score_threshold: float = opt(0.5, "minimum detection score", gt=0, lt=1)
+    iou_threshold: float = opt(0.3, "boxes overlapping more than this are merged (weighted NMS)", gt=0, le=1)
+    min_face_px: int = opt(20, "ignore faces smaller than this (pixels, shorter side)", ge=1, le=4096)
+    max_faces: int = opt(5, "at most this many faces per frame (highest scores first)", ge=1, le=100)
+    threads: int = opt(1, "interpreter threads", ge=1, le=64)
 
 
 @dataclass
@@ -75,7 +82,7 @@ class ClassifierConfig:
     model: str = opt("", "model name from models/manifest.json, e.g. multiclass4-resnet (default: the manifest's "
                          "default_model, the production multiclass4-resnet); list them with 'emotion-edge models'")
     variant: str = opt("int8", "int8 (fast on Arm) or float32", ("int8", "float32"))
-    threads: int = opt(1, "interpreter threads")
+    threads: int = opt(1, "interpreter threads", ge=1, le=64)
     models_dir: str = opt("", "folder with manifest.json (default: $EMOTION_EDGE_MODELS or the package's models/)")
 
 
@@ -83,11 +90,11 @@ class ClassifierConfig:
 class TrackingConfig:
     """Track faces across frames and emit events only on appear / change / leave."""
 
-    iou_threshold: float = opt(0.3, "a detection continues a track when their boxes overlap at least this much")
-    max_missing_s: float = opt(1.0, "a track that is not seen for this long has left")
-    smoothing: float = opt(0.3, "weight of the newest frame in the exponential moving average of probabilities (1 = none)")
-    min_confidence: float = opt(0.5, "smoothed probability an emotion needs before it is reported")
-    min_duration_s: float = opt(0.5, "an emotion must hold this long before a change is reported (hysteresis)")
+    iou_threshold: float = opt(0.3, "a detection continues a track when their boxes overlap at least this much", gt=0, le=1)
+    max_missing_s: float = opt(1.0, "a track that is not seen for this long has left", gt=0, le=3600)
+    smoothing: float = opt(0.3, "weight of the newest frame in the exponential moving average of probabilities (1 = none)", gt=0, le=1)
+    min_confidence: float = opt(0.5, "smoothed probability an emotion needs before it is reported", ge=0, le=1)
+    min_duration_s: float = opt(0.5, "an emotion must hold this long before a change is reported (hysteresis)", ge=0, le=3600)
 
 
 @dataclass
@@ -106,18 +113,18 @@ class MQTTConfig:
     """The MQTT broker and topics."""
 
     host: str = opt("localhost", "broker host")
-    port: int = opt(1883, "broker port (8883 is usual with TLS)")
+    port: int = opt(1883, "broker port (8883 is usual with TLS)", ge=1, le=65535)
     client_id: str = opt("", "client id (default: emotion-edge-<device_id>)")
     username: str = opt("", "username (empty: anonymous)")
     password_file: str = opt("", "file holding the password (default: $CREDENTIALS_DIRECTORY/mqtt-password when set)")
-    keepalive_s: int = opt(30, "keepalive interval")
+    keepalive_s: int = opt(30, "keepalive interval", ge=5, le=65535)
     topic_prefix: str = opt("emotion-edge", "topics are <topic_prefix>/<device_id>/{events,status,stats,summary}")
-    connect_timeout_s: float = opt(10.0, "how long start-up waits for the first CONNACK before running offline")
-    reconnect_min_s: int = opt(1, "first reconnect delay (paho backoff doubles it)")
-    reconnect_max_s: int = opt(60, "longest reconnect delay")
+    connect_timeout_s: float = opt(10.0, "how long start-up waits for the first CONNACK before running offline", ge=0, le=300)
+    reconnect_min_s: int = opt(1, "first reconnect delay (paho backoff doubles it)", ge=1, le=3600)
+    reconnect_max_s: int = opt(60, "longest reconnect delay", ge=1, le=86400)
     outbox_path: str = opt("", "SQLite outbox for events while the broker is away "
                                "(default: $STATE_DIRECTORY/outbox.sqlite or ~/.local/state/emotion-edge/outbox.sqlite)")
-    outbox_max_events: int = opt(100000, "outbox bound; when full the oldest events are dropped and counted")
+    outbox_max_events: int = opt(100000, "outbox bound; when full the oldest events are dropped and counted", ge=1, le=10_000_000)
     tls: TLSConfig = sub(TLSConfig)
 
 
@@ -136,8 +143,8 @@ class Config:
     device_id: str = opt("", "device id in topics and payloads (default: the host name)")
     publisher: str = opt("mqtt", "mqtt, or stdout (JSON lines, no broker)", ("mqtt", "stdout"))
     aggregate_only: bool = opt(False, "privacy mode: publish no per-face events, only periodic summaries")
-    summary_interval_s: float = opt(0.0, "publish counts per emotion every N seconds (0: off; 60 when aggregate_only)")
-    stats_interval_s: float = opt(10.0, "publish pipeline statistics every N seconds")
+    summary_interval_s: float = opt(0.0, "publish counts per emotion every N seconds (0: off; 60 when aggregate_only)", ge=0, le=86400)
+    stats_interval_s: float = opt(10.0, "publish pipeline statistics every N seconds", gt=0, le=86400)
     publish_images: bool = opt(False, "reserved: images never leave the device in this version; true is refused")
     camera: CameraConfig = sub(CameraConfig)
     detector: DetectorConfig = sub(DetectorConfig)
@@ -178,11 +185,41 @@ def _build(cls, data: dict, where: str):
             continue
         if not _type_ok(value, hint_t):
             raise UserError(f"config key '{where}{key}' must be {hint_t.__name__}, got {type(value).__name__} {value!r}")
-        choices = known[key].metadata.get("choices")
+        meta = known[key].metadata
+        choices = meta.get("choices")
         if choices and value not in choices:
             raise UserError(f"config key '{where}{key}' = {value!r} is not one of {', '.join(choices)}")
+        _check_range(f"{where}{key}", value, meta)
         kwargs[key] = float(value) if hint_t is float else value
     return cls(**kwargs)
+
+
+def _range_text(meta: dict) -> str:
+    parts = [f"{op} {meta[k]:g}" for k, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if meta.get(k) is not None]
+    return " and ".join(parts)
+
+
+def _check_range(key: str, value: Any, meta: dict) -> None:
+    """Numbers must lie in the field's declared range (NaN never does)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    ge, gt, le, lt = (meta.get(k) for k in ("ge", "gt", "le", "lt"))
+    bad = (value != value or (ge is not None and value < ge) or (gt is not None and value <= gt)
+           or (le is not None and value > le) or (lt is not None and value >= lt))
+    if bad:
+        raise UserError(f"config key '{key}' = {value!r} is out of range; fix: use a value {_range_text(meta)}")
+
+
+# MQTT topic levels: wildcards, NUL and a leading '$' (broker-internal topics) are never valid in a name we publish under.
+_TOPIC_BAD = ("+", "#", "\0")
+
+
+def _check_topic_part(key: str, value: str, allow_slash: bool) -> None:
+    bad = [c for c in _TOPIC_BAD if c in value] + (["/"] if not allow_slash and "/" in value else [])
+    if not value.strip() or bad or value.startswith("$") or (allow_slash and ("//" in value or value.strip("/") != value)):
+        shown = ", ".join(repr(c) for c in bad) or "an empty level, a leading '$' or a leading/trailing '/'"
+        raise UserError(f"config key '{key}' = {value!r} cannot be used in an MQTT topic ({shown}); "
+                        "fix: use letters, digits, '-' and '_'" + (" (levels separated by '/')" if allow_slash else ""))
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -192,9 +229,15 @@ def load_config(path: str | Path | None) -> Config:
     else:
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"config file {p} not found; fix: create it from deploy/config.example.toml") from None
+        except IsADirectoryError:
+            raise UserError(f"config path {p} is a directory; fix: pass the TOML file itself") from None
+        except PermissionError:
+            raise UserError(f"config file {p} cannot be read by this user; fix: chmod 0644 it (it holds no secrets)") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"config file {p} is not UTF-8 text (byte {exc.start}); fix: save it as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"config file {p} is not valid TOML: {exc}") from None
         cfg = _build(Config, data, "")
@@ -211,12 +254,19 @@ def validate(cfg: Config) -> None:
         raise UserError(f"camera.type = '{c.type}' needs camera.{need[c.type][0]}; fix: set it in [camera]")
     if c.type in ("file", "images") and not Path(c.path).exists():
         raise UserError(f"camera.path {c.path} does not exist; fix: point it at a video file or image folder")
-    t = cfg.tracking
-    if not 0.0 < t.smoothing <= 1.0:
-        raise UserError("tracking.smoothing must be in (0, 1]")
-    if cfg.stats_interval_s <= 0:
-        raise UserError("stats_interval_s must be > 0")
-    pw = cfg.mqtt.password_file
+    m = cfg.mqtt
+    if not m.host.strip():
+        raise UserError("config key 'mqtt.host' is empty; fix: set the broker's host name or address")
+    if m.reconnect_min_s > m.reconnect_max_s:
+        raise UserError(f"mqtt.reconnect_min_s ({m.reconnect_min_s}) is larger than mqtt.reconnect_max_s ({m.reconnect_max_s}); "
+                        "fix: make the first delay the smaller")
+    _check_topic_part("device_id", cfg.device_id, allow_slash=False)
+    _check_topic_part("camera.name", c.name, allow_slash=False)
+    _check_topic_part("mqtt.topic_prefix", m.topic_prefix, allow_slash=True)
+    _check_topic_part("homeassistant.discovery_prefix", cfg.homeassistant.discovery_prefix, allow_slash=True)
+    if m.client_id and any(ch in m.client_id for ch in _TOPIC_BAD):
+        raise UserError(f"config key 'mqtt.client_id' = {m.client_id!r} contains '+', '#' or NUL; fix: use letters, digits, '-'")
+    pw = m.password_file
     if pw and not Path(pw).is_file():
         raise UserError(f"mqtt.password_file {pw} not found; fix: create it (mode 0600) or use a systemd credential")
     for key in ("ca_file", "cert_file", "key_file"):
@@ -225,13 +275,34 @@ def validate(cfg: Config) -> None:
             raise UserError(f"mqtt.tls.{key} {value} not found; fix: correct the path")
 
 
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read ({exc.strerror}); fix: make it readable by the service user "
+                        "(or use the systemd credential 'mqtt-password')") from None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not UTF-8 text; fix: write the password as one line of text") from None
+    if not text or "\0" in text or "\n" in text:
+        raise UserError(f"{what} {path} must hold the password on one non-empty line; fix: rewrite it")
+    return text
+
+
 def mqtt_password(cfg: MQTTConfig) -> str | None:
     """Password from password_file, else the systemd credential, else None (anonymous)."""
     if cfg.password_file:
-        return Path(cfg.password_file).read_text().strip()
+        path = Path(cfg.password_file)
+        try:
+            if path.stat().st_mode & 0o077:
+                log.warning("mqtt.password_file %s is readable by other users; fix: chmod 0600 %s", path, path)
+        except OSError:
+            pass
+        return _read_secret(path, "mqtt.password_file")
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir and (Path(cred_dir) / "mqtt-password").is_file():
-        return (Path(cred_dir) / "mqtt-password").read_text().strip()
+        return _read_secret(Path(cred_dir) / "mqtt-password", "systemd credential")
     return None
 
 

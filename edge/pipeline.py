@@ -13,6 +13,7 @@ from edge.classify.base import Classifier
 from edge.core.payload import event_payload, summary_payload, utc_now_iso
 from edge.core.preprocess import preprocess_face
 from edge.detect.base import Detector
+from edge.faults import FaultState
 from edge.health import Notifier, soc_health
 from edge.publish.base import Publisher
 from edge.stats import Stats
@@ -39,6 +40,12 @@ class Pipeline:
         self.summary_tracks: dict[str, set] = {}
         self.summary_faces = 0
         self.dominant: str | None = "none"
+        self.processing = FaultState("frame processing")  # detector/classifier/tracker/publisher raising after READY
+        self.frames_failed = 0
+        self.last_ok_mono = self.t_start  # last frame processed without a fault
+        self.last_restart_mono = self.t_start
+        self.hung_restarts = 0  # capture restarts since the last frame
+        self.wedged = False  # watchdog pings withheld so systemd restarts the process
 
     # -- publishing ----------------------------------------------------------------------
     def _publish_events(self, events, now: float) -> None:
@@ -68,12 +75,13 @@ class Pipeline:
                    "camera": self.cfg.camera.name, "uptime_s": round(time.monotonic() - self.t_start, 1),
                    "interval_s": round(elapsed_s, 2), **rates, "frames_processed": self.stats.frames,
                    "frames_captured": self.capture.captured, "frames_skipped_total": self.capture.dropped,
-                   "camera_reconnects": self.capture.reconnects, "events": self.stats.events,
+                   "camera_reconnects": self.capture.reconnects, "camera": self._camera_health(),
+                   "frames_failed": self.frames_failed, "events": self.stats.events,
                    "tracks": len(self.tracker.tracks), "latency_ms": self.stats.latency(),
                    "model": {"name": self.classifier.name, "version": self.classifier.version, "variant": self.classifier.variant},
                    "detector": self.detector.name, **self.publisher.health(), **soc_health()}
         self.publisher.transient("stats", payload)
-        self.notifier.status(f"{rates['processed_fps']:.1f} fps, {len(self.tracker.tracks)} faces")
+        self.notifier.status(self._status_line(rates["processed_fps"]))
         log.info("stats: %.1f processed fps (captured %.1f), %d skipped, outbox %s",
                  rates["processed_fps"], rates["capture_fps"], rates["skipped_frames"], payload.get("outbox_depth"))
 
@@ -87,6 +95,63 @@ class Pipeline:
         self.summary_counts.clear()
         self.summary_tracks = {t.emotion: {t.id} for t in self.tracker.tracks.values() if t.emotion}
         self.summary_faces = 0
+
+    def _camera_health(self) -> dict:
+        h = self.capture.health
+        return {"state": "lost" if h.failing else "ok", "outages": h.outages, "reconnect_attempts": h.total_failures,
+                "restarts": self.capture.restarts}
+
+    def _status_line(self, fps: float) -> str:
+        h = self.capture.health
+        if self.wedged:
+            return "camera reader blocked; waiting for the systemd watchdog to restart the service"
+        if h.failing:
+            return f"camera lost, reconnecting, attempt {h.attempts}: {h.last_error[:80]}"
+        if self.processing.failing:
+            return f"{fps:.1f} fps, frames failing: {self.processing.last_error[:80]}"
+        return f"{fps:.1f} fps, {len(self.tracker.tracks)} faces"
+
+    def _liveness(self, now: float) -> None:
+        """Ping the systemd watchdog only while the service makes progress: frames are processed, or the camera
+        reader is cycling through reconnect attempts. A reader blocked past frame_timeout_s is abandoned and
+        replaced; after two replacements that block too, the pings stop and systemd restarts the process."""
+        cap, timeout = self.capture, self.cfg.camera.frame_timeout_s
+        last_frame = max(cap.last_frame_mono or self.t_start, self.last_restart_mono)
+        if cap.last_frame_mono is not None and cap.last_frame_mono > self.last_restart_mono:
+            self.hung_restarts = 0
+            self.wedged = False
+        blocked = now - last_frame > timeout and now - cap.heartbeat_mono > timeout
+        if blocked and not cap.ended:
+            if self.hung_restarts < 2 or self.notifier.watchdog_interval_s is None:
+                cap.restart(f"no frame for {now - last_frame:.0f} s (camera.frame_timeout_s = {timeout:g})")
+                self.hung_restarts += 1
+                self.last_restart_mono = now
+                self.notifier.status(self._status_line(0.0))
+            elif not self.wedged:
+                self.wedged = True
+                log.error("camera %s: the reader blocked again after %d restarts; stopping watchdog pings so systemd "
+                          "restarts the service", cap.name, self.hung_restarts)
+                self.notifier.status(self._status_line(0.0))
+        processing_stuck = now - self.last_ok_mono > timeout and (cap.last_frame_mono or 0) > self.last_ok_mono
+        if not self.wedged and not processing_stuck:
+            self.notifier.watchdog(now)
+
+    def _process_guarded(self, image: np.ndarray, t_capture: float) -> None:
+        """After READY a failing stage drops the frame (counted, logged once per episode), never the daemon."""
+        try:
+            self.process(image, t_capture)
+        except Exception as exc:  # noqa: BLE001 - the fatality boundary: nothing is fatal after READY
+            self.frames_failed += 1
+            self.processing.fail(f"{type(exc).__name__}: {exc}")
+            return
+        self.processing.ok()
+        self.last_ok_mono = time.monotonic()
+
+    def _guarded(self, what: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001
+            self.processing.fail(f"{what}: {type(exc).__name__}: {exc}")
 
     # -- the loop ------------------------------------------------------------------------
     def process(self, image: np.ndarray, t_capture: float) -> int:
@@ -117,7 +182,7 @@ class Pipeline:
         return len(boxes)
 
     def run(self, stop: threading.Event, max_seconds: float | None = None) -> None:
-        """Until stop is set, the source ends, or max_seconds pass. Raises the capture's UserError, if any."""
+        """Until stop is set, a finite source ends, or max_seconds pass. Never raises after the first frame (READY)."""
         next_stats = time.monotonic() + self.cfg.stats_interval_s
         last_stats = time.monotonic()
         interval = self.cfg.summary_interval_s
@@ -128,29 +193,26 @@ class Pipeline:
             frame = self.capture.get(timeout=0.5)
             now = time.monotonic()
             if frame is not None:
-                self.process(frame.image, frame.t_mono)
+                self._process_guarded(frame.image, frame.t_mono)
                 if not ready:
                     self.notifier.ready(f"processing {self.cfg.camera.name}")
                     ready = True
             elif self.capture.finished:
-                if self.capture.error is not None:
-                    raise self.capture.error
                 break
             else:  # no frame: still age out tracks that left
-                self._publish_events(self.tracker.update(now, [], []), now)
-                self._publish_state()
-            self.notifier.watchdog(now)
+                self._guarded("tracking", lambda: (self._publish_events(self.tracker.update(now, [], []), now),
+                                                   self._publish_state()))
+            self._liveness(now)
             if now >= next_stats:
-                self._publish_stats(now - last_stats)
+                self._guarded("stats", self._publish_stats, now - last_stats)
                 last_stats, next_stats = now, now + self.cfg.stats_interval_s
             if next_summary is not None and now >= next_summary:
-                self._publish_summary(interval)
+                self._guarded("summary", self._publish_summary, interval)
                 next_summary = now + interval
             if deadline is not None and now >= deadline:
                 break
         now = time.monotonic()
-        self._publish_events(self.tracker.flush(now), now)
-        self._publish_state()
-        self._publish_stats(max(1e-3, now - last_stats))
+        self._guarded("shutdown", lambda: (self._publish_events(self.tracker.flush(now), now), self._publish_state()))
+        self._guarded("stats", self._publish_stats, max(1e-3, now - last_stats))
         if next_summary is not None:
-            self._publish_summary(interval)
+            self._guarded("summary", self._publish_summary, interval)

@@ -2,13 +2,14 @@
 # Set up everything the tests need on a fresh Debian / Raspberry Pi OS machine, then run them.
 #   bash tests/run.sh [pytest args]
 # Installs (apt, as root or via sudo): mosquitto, mosquitto-clients, shellcheck, chromium (the report's
-# browser test), openssl (TLS test certificates). Creates .venv with the package, its 'train' and 'test' extras, fetches the
+# browser test), openssl (TLS test certificates), systemd-container + debootstrap (tests/system: the installed
+# service under a real systemd; its Debian root is cached in /var/cache/emotion-edge-system). Creates .venv with the package, its 'train' and 'test' extras, fetches the
 # sha256-pinned face detectors, and runs pytest. FER2013 is read from ../shared/data/fer2013
 # (override with EMOTION_EDGE_FER2013); tests that need it are skipped with a reason when absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto mosquitto-clients shellcheck chromium openssl systemd)
+APT_PACKAGES=(mosquitto mosquitto-clients shellcheck chromium openssl systemd systemd-container debootstrap)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 SCRIPTS = [ROOT / "deploy" / "install.sh", ROOT / "deploy" / "uninstall.sh", ROOT / "deploy" / "demo.sh",
            ROOT / "deploy" / "bench.sh", ROOT / "deploy" / "device-venv.sh", ROOT / "tests" / "bench" / "fer-env.sh",
-           ROOT / "tests" / "run.sh", ROOT / ".ci" / "run"]
+           ROOT / "tests" / "run.sh", ROOT / "tests" / "system" / "run.sh", ROOT / ".ci" / "run"]
 UNITS = ["emotion-edge.service", "emotion-edge@.service"]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="useradd --root and chown need root")
 

@@ -15,6 +15,8 @@ from .pacing import Pacer
 
 log = logging.getLogger(__name__)
 
+STREAM_TIMEOUT_MS = 5000
+
 
 def has_gstreamer() -> bool:
     for line in cv2.getBuildInformation().splitlines():
@@ -50,6 +52,11 @@ class OpenCVSource:
             return cap
         if self.kind == "file" and not Path(self.target).is_file():
             raise UserError(f"video file {self.target} not found; fix: correct camera.path")
+        if self.kind == "stream":
+            # Bounded network waits: a server that accepts but never answers fails the attempt (and is retried)
+            # instead of holding the reader for FFmpeg's own, much longer, defaults.
+            return cv2.VideoCapture(str(self.target), cv2.CAP_FFMPEG,
+                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
         return cv2.VideoCapture(str(self.target))
 
     def open(self) -> None:

@@ -1,19 +1,28 @@
-"""Where models and fetched assets live: $EMOTION_EDGE_MODELS, else the checkout's models/ folder."""
+"""Where models and fetched assets live: $EMOTION_EDGE_MODELS, the checkout's models/, or PREFIX/models beside an installed venv."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})  # what cv2.imread reads here
 
 
 def models_dir() -> Path:
+    """The first that exists of: $EMOTION_EDGE_MODELS; the source checkout's models/ (editable installs);
+    PREFIX/models for a venv at PREFIX/venv (deploy/install.sh's layout, so the installed CLI finds its
+    models without the unit's environment). Falls back to the checkout path, which error messages name."""
     env = os.environ.get("EMOTION_EDGE_MODELS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"
+    checkout = Path(__file__).resolve().parents[2] / "models"
+    if (checkout / "manifest.json").is_file():
+        return checkout
+    installed = Path(sys.prefix).resolve().parent / "models"
+    if (installed / "manifest.json").is_file():
+        return installed
+    return checkout
 
 
 def detectors_dir() -> Path:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -24,6 +26,7 @@ import paho.mqtt.client as mqtt
 from edge.config import Config, mqtt_password
 from edge.core.errors import UserError
 from edge.core.payload import status_payload
+from edge.faults import FaultState
 
 from .base import topics
 from .outbox import Outbox, default_outbox_path
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 AUTH_FAILURES = {"Bad user name or password", "Not authorized"}
 WINDOW = 100  # outbox messages handed to paho but not yet acknowledged
+PUBACK_PATIENCE_S = 30.0  # in-flight messages older than this: the broker is not acknowledging (logged once)
 
 
 class MQTTPublisher:
@@ -43,12 +47,18 @@ class MQTTPublisher:
         self.connected = threading.Event()
         self.first_connack = threading.Event()
         self.refused: str | None = None
+        self.first_connack_ok = False
         self.wake = threading.Event()
         self.stop = threading.Event()
         self.inflight: list[tuple[mqtt.MQTTMessageInfo, int]] = []  # handed to paho, not yet acknowledged
         self.last_sent = 0
         self.connects = 0
         self.disconnects = 0
+        self.connect_failures = 0
+        self.link = FaultState(f"broker {self.m.host}:{self.m.port}")  # connect/CONNACK/disconnect faults
+        self.acks = FaultState(f"broker {self.m.host}:{self.m.port} acknowledgements")
+        self.sender_health = FaultState("outbox sender")
+        self.inflight_since: dict[int, float] = {}
         self.client = self._client()
         self.sender = threading.Thread(target=self._send_loop, name="mqtt-outbox", daemon=True)
         self.discovery = None
@@ -70,6 +80,7 @@ class MQTTPublisher:
         c.reconnect_delay_set(self.m.reconnect_min_s, self.m.reconnect_max_s)
         c.max_queued_messages_set(0)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
@@ -79,13 +90,16 @@ class MQTTPublisher:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.refused = str(reason_code)
-            log.error("broker %s:%d refused the connection: %s", self.m.host, self.m.port, reason_code)
+            self.connect_failures += 1
+            self.link.fail(f"refused the connection: {reason_code}")
             self.first_connack.set()
-            if self.refused in AUTH_FAILURES:
+            if self.refused in AUTH_FAILURES and not self.first_connack_ok:
                 client.disconnect()
             return
         self.refused = None
+        self.first_connack_ok = True
         self.connects += 1
+        self.link.ok()
         client.publish(self.topics["status"], json.dumps(status_payload("online", self.cfg.device_id)), qos=1, retain=True)
         if self.discovery:
             client.subscribe(f"{self.cfg.homeassistant.discovery_prefix}/status", qos=1)
@@ -95,10 +109,21 @@ class MQTTPublisher:
         self.first_connack.set()
         self.wake.set()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho's reconnect failed at the TCP/TLS level (down, refused, TLS mismatch, not MQTT): logged once per outage.
+        self.connect_failures += 1
+        self.link.fail("cannot connect (TCP or TLS failed); events are kept in the outbox")
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self.connected.is_set() and not self.stop.is_set():
+        if self.stop.is_set():
+            self.connected.clear()
+            return
+        if self.connected.is_set():
             self.disconnects += 1
-            log.warning("disconnected from broker (%s); events are kept in the outbox", reason_code)
+            self.link.fail(f"disconnected ({reason_code}); events are kept in the outbox")
+        elif not self.link.failing:
+            self.connect_failures += 1  # closed before a CONNACK: not an MQTT broker, or it drops us
+            self.link.fail(f"closed the connection before accepting it ({reason_code})")
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -110,47 +135,78 @@ class MQTTPublisher:
             self.discovery.publish(client)
 
     # ---------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Connect synchronously once so TLS and credential mistakes surface as one-line errors."""
-        where = f"{self.m.host}:{self.m.port}"
+    def _reachable(self) -> bool:
         try:
+            with socket.create_connection((self.m.host, self.m.port), timeout=min(5.0, self.m.connect_timeout_s or 5.0)):
+                return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Connect synchronously once so TLS and credential mistakes surface as one-line errors (before READY).
+
+        A broker that is down is not a mistake: the daemon starts at once and queues in the outbox."""
+        where = f"{self.m.host}:{self.m.port}"
+        tls_hint = "fix: check mqtt.port (8883 is usual for TLS), mqtt.tls.ca_file, the broker's certificate and host name"
+        reachable = self._reachable()
+        try:
+            if not reachable:
+                raise ConnectionRefusedError("no answer")
             self.client.connect(self.m.host, self.m.port, self.m.keepalive_s)
         except ssl.SSLError as exc:
-            raise UserError(f"TLS handshake with broker {where} failed ({exc.reason or exc}); fix: check mqtt.tls.ca_file, "
-                            "the broker's certificate and host name") from None
+            raise UserError(f"TLS handshake with broker {where} failed ({exc.reason or exc}); {tls_hint}") from None
         except OSError as exc:
-            log.warning("broker %s unreachable (%s); running offline, events queue in %s", where, exc, self.outbox.path)
+            if reachable and self.m.tls.enabled:  # the port answers TCP but the TLS handshake broke: a plain port?
+                raise UserError(f"TLS handshake with broker {where} failed ({exc}); {tls_hint}") from None
+            self.connect_failures += 1
+            self.link.fail(f"unreachable ({exc}); running offline, events queue in {self.outbox.path}")
+            reachable = False
             self.client.connect_async(self.m.host, self.m.port, self.m.keepalive_s)
         self.client.loop_start()
         self.sender.start()
-        if self.first_connack.wait(self.m.connect_timeout_s) and self.refused in AUTH_FAILURES:
+        if reachable and self.first_connack.wait(self.m.connect_timeout_s) and self.refused in AUTH_FAILURES:
             self.client.loop_stop()
             raise UserError(f"broker {where} refused the credentials ({self.refused}); fix: check mqtt.username and the "
                             "password file / systemd credential 'mqtt-password'")
+        if reachable and not self.first_connack.is_set():
+            self.link.fail(f"no CONNACK within {self.m.connect_timeout_s:g} s (is it an MQTT broker?); retrying in the background")
 
     def _send_loop(self) -> None:
         while not self.stop.is_set():
             self.wake.wait(0.5)
             self.wake.clear()
+            try:
+                self._send_some()
+                self.sender_health.ok()
+            except (sqlite3.Error, OSError) as exc:  # the outbox's storage failed: retried on the next wake
+                self.sender_health.fail(exc)
+                self.stop.wait(1.0)
+        try:
             self._collect_acks()
-            while self.connected.is_set() and not self.stop.is_set():
-                room = WINDOW - len(self.inflight)
-                if room <= 0:
-                    break
-                rows = self.outbox.pending(self.last_sent, room)
-                if not rows:
-                    break
-                for seq, topic, payload, qos in rows:
-                    if not self.connected.is_set():
-                        break
-                    info = self.client.publish(topic, payload, qos=qos)
-                    if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
-                        log.warning("publish of seq %d failed (%s); will retry", seq, mqtt.error_string(info.rc))
-                        break
-                    # Queued in paho (sent now, or retransmitted by paho after a reconnect); PUBACK marks it published.
-                    self.inflight.append((info, seq))
-                    self.last_sent = seq
+        except (sqlite3.Error, OSError) as exc:
+            self.sender_health.fail(exc)
+
+    def _send_some(self) -> None:
+        """Acknowledge what the broker confirmed, then hand paho the next window of queued messages."""
         self._collect_acks()
+        while self.connected.is_set() and not self.stop.is_set():
+            room = WINDOW - len(self.inflight)
+            if room <= 0:
+                break
+            rows = self.outbox.pending(self.last_sent, room)
+            if not rows:
+                break
+            for row, topic, payload, qos in rows:
+                if not self.connected.is_set():
+                    break
+                info = self.client.publish(topic, payload, qos=qos)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+                    log.warning("publish of outbox row %d failed (%s); will retry", row, mqtt.error_string(info.rc))
+                    break
+                # Queued in paho (sent now, or retransmitted by paho after a reconnect); PUBACK marks it published.
+                self.inflight.append((info, row))
+                self.inflight_since[row] = time.monotonic()
+                self.last_sent = row
 
     def _collect_acks(self) -> None:
         """Delete from the outbox what the broker acknowledged (sender thread only)."""
@@ -160,9 +216,16 @@ class MQTTPublisher:
         self.inflight = waiting
         for _, seq in done:
             self.outbox.ack(seq)
+            self.inflight_since.pop(seq, None)
+        if waiting and self.connected.is_set():
+            oldest = time.monotonic() - self.inflight_since.get(waiting[0][1], time.monotonic())
+            if oldest > PUBACK_PATIENCE_S:
+                self.acks.fail(f"{len(waiting)} message(s) unacknowledged for {oldest:.0f} s; they stay in the outbox")
+        elif done or not waiting:
+            self.acks.ok()
 
     def durable(self, kind: str, make_payload) -> None:
-        self.outbox.add(self.topics[kind], lambda seq: json.dumps(make_payload(seq)).encode(), qos=1)
+        self.outbox.add(self.topics[kind], lambda seq: json.dumps(make_payload(seq)).encode(), qos=1, stream=kind)
         self.wake.set()
 
     def transient(self, kind: str, payload: dict[str, Any], retain: bool = False) -> None:
@@ -171,7 +234,9 @@ class MQTTPublisher:
 
     def health(self) -> dict[str, Any]:
         return {"publisher": "mqtt", "connected": self.connected.is_set(), "outbox_depth": self.outbox.depth(),
-                "outbox_dropped": self.outbox.dropped(), "connects": self.connects, "disconnects": self.disconnects}
+                "outbox_dropped": self.outbox.dropped(), "outbox_write_failed": self.outbox.write_failed,
+                "outbox_recovered": self.outbox.recovered, "connects": self.connects, "disconnects": self.disconnects,
+                "connect_failures": self.connect_failures}
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Drain what the broker can take within timeout_s, publish `stopped`, disconnect cleanly."""
