@@ -8,7 +8,7 @@ import socket
 import threading
 from dataclasses import replace
 
-from edge.config import example_toml, load_config
+from edge.config import example_toml, load_config, mqtt_password
 from edge.publish.outbox import default_outbox_path
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ def main(args) -> int:
     if args.cmd == "check-config":
         cfg = load_config(args.config)
         classifier, detector, source = app.build_parts(cfg)  # model sha256 + tensors, detector, camera type
+        if cfg.publisher == "mqtt":
+            mqtt_password(cfg.mqtt)  # readable, text, one line (as the service user, when run with sudo -u)
         print(f"config ok: device {cfg.device_id}, camera {cfg.camera.name} ({cfg.camera.type}), model {classifier.name} "
               f"{classifier.variant} {list(classifier.labels)}, detector {detector.name}, publisher {cfg.publisher}")
         return 0

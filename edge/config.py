@@ -273,6 +273,29 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg.mqtt.tls, key)
         if value and not Path(value).is_file():
             raise UserError(f"mqtt.tls.{key} {value} not found; fix: correct the path")
+    if m.tls.enabled:
+        _check_tls(m.tls)
+
+
+def _check_tls(tls: TLSConfig) -> None:
+    """Load the CA and client certificate the way the connection will, so a bad file is one line at start-up."""
+    import ssl
+
+    ctx = ssl.create_default_context()
+    try:
+        if tls.ca_file:
+            ctx.load_verify_locations(cafile=tls.ca_file)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UserError(f"mqtt.tls.ca_file {tls.ca_file} is not a usable PEM CA certificate ({exc}); fix: point it at the "
+                        "broker's CA certificate") from None
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise UserError("mqtt.tls.cert_file and mqtt.tls.key_file go together; fix: set both (mutual TLS) or neither")
+    if tls.cert_file:
+        try:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise UserError(f"mqtt.tls.cert_file/key_file cannot be used ({exc}); fix: a PEM certificate and its own "
+                            "unencrypted private key") from None
 
 
 def _read_secret(path: Path, what: str) -> str:

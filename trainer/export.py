@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.errors import UserError
-from edge.core.manifest import Manifest, sha256_file, tensor_record
+from edge.core.manifest import Manifest, labels_digest, sha256_file, tensor_record
 from edge.core.preprocess import PreprocessSpec
 from edge.core.runtime import make_interpreter
 
@@ -98,7 +98,8 @@ def export(name: str, run_dir: str | Path, models_dir: str | Path, data_root: st
         path.write_bytes(blob)
         interp = make_interpreter(path)
         variants[variant] = {
-            "file": path.name, "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
+            "file": path.name, "sha256": sha256_file(path), "labels_digest": labels_digest(labels, sha256_file(path)),
+            "size_bytes": path.stat().st_size,
             "input": tensor_record(interp.get_input_details()[0]), "output": tensor_record(interp.get_output_details()[0]),
         }
         log.info("exported %s (%d bytes) in %.1f s", path, path.stat().st_size, time.monotonic() - t0)

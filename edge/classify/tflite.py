@@ -20,11 +20,17 @@ class TFLiteClassifier:
 
     def __init__(self, entry: ModelEntry, variant: str = "int8", num_threads: int = 1):
         self.name = entry.name
-        self.version = entry.version
         self.variant = variant
-        self.labels = entry.labels
-        self.spec: PreprocessSpec = entry.preprocess
-        path = entry.verify_file(variant)
+        try:  # a hand-edited manifest entry: one line, not a KeyError traceback
+            self.version = entry.version
+            self.labels = entry.labels
+            self.spec: PreprocessSpec = entry.preprocess
+            path = entry.verify_file(variant)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"the manifest entry of model {entry.name!r} is malformed ({type(exc).__name__}: {exc}); "
+                             "fix: restore models/manifest.json from the release or re-export the model") from None
+        if len(set(self.labels)) != len(self.labels) or not self.labels:
+            raise ModelError(f"model {self.name!r} lists labels {list(self.labels)}; they must be distinct; fix: restore the manifest")
         self._interp = make_interpreter(path, num_threads)
         entry.check_interpreter(self._interp, variant)
         self._in = self._interp.get_input_details()[0]

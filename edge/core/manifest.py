@@ -34,6 +34,12 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def labels_digest(labels: list[str] | tuple[str, ...], file_sha256: str) -> str:
+    """Order-sensitive digest binding a model file to its label list: a manifest whose labels were reordered or
+    renamed (every emotion silently mislabelled) no longer matches what export recorded."""
+    return hashlib.sha256(json.dumps({"labels": list(labels), "sha256": file_sha256}).encode()).hexdigest()[:16]
+
+
 def tensor_record(detail: dict) -> dict[str, Any]:
     """What the manifest stores about one interpreter tensor."""
     scale, zp = quant_params(detail)
@@ -81,6 +87,11 @@ class ModelEntry:
         if want != got:
             raise ModelError(f"model file {path} does not match its manifest (sha256 {got[:12]}… != {str(want)[:12]}…); "
                              "it is corrupt or was replaced: reinstall it or re-export it")
+        digest = self.variant(variant).get("labels_digest")
+        if digest != labels_digest(self.labels, got):
+            raise ModelError(f"the labels {list(self.labels)} of model {self.name!r} are not the ones it was exported with "
+                             f"(labels_digest {'missing' if digest is None else 'differs'}); fix: restore the manifest's "
+                             "labels in their original order, or re-export the model")
         return path
 
     def check_interpreter(self, interp: Any, variant: str = "int8") -> None:
@@ -119,9 +130,13 @@ class Manifest:
         if not self.path.is_file():
             return {"schema_version": SCHEMA_VERSION, "default_model": None, "models": {}}
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ModelError(f"manifest {self.path} cannot be read ({exc.strerror}); fix: make it readable (chmod 0644)") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"manifest {self.path} is not valid JSON ({exc}); fix: restore it from the release") from None
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            raise ModelError(f"manifest {self.path} is not an object with a 'models' table; fix: restore it from the release")
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ModelError(f"manifest {self.path} has schema_version {data.get('schema_version')!r}, "
                              f"this emotion-edge reads {SCHEMA_VERSION}; fix: upgrade emotion-edge or the models")

@@ -87,6 +87,8 @@ class Outbox:
         os.replace(tmp, self.hwm_path)
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.path.exists():  # events can be personal data: owner-only, also outside systemd's UMask=0077
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -16,7 +16,7 @@ class StdoutPublisher:
         self.cfg = cfg
         self.stream = stream or sys.stdout
         self.topics = topics(cfg.mqtt.topic_prefix, cfg.device_id)
-        self.seq = 0
+        self.seq: dict[str, int] = {}  # one contiguous sequence per stream (events, summary)
         self.lock = threading.Lock()
 
     def _write(self, topic: str, payload: dict) -> None:
@@ -28,8 +28,8 @@ class StdoutPublisher:
         self._write(self.topics["status"], status_payload("online", self.cfg.device_id))
 
     def durable(self, kind, make_payload) -> None:
-        self.seq += 1
-        self._write(self.topics[kind], make_payload(self.seq))
+        self.seq[kind] = self.seq.get(kind, 0) + 1
+        self._write(self.topics[kind], make_payload(self.seq[kind]))
 
     def transient(self, kind, payload, retain: bool = False) -> None:
         self._write(self.topics[kind], payload)
