@@ -18,6 +18,8 @@ Options:
   --root DIR             install into DIR as if it were / (no apt, no systemctl); for images and tests
   --with-broker          also install a local Mosquitto: password file, no anonymous access, persistence
                          (autosave every 10 s), listening on 127.0.0.1:1883 only
+  --broker-lan           with --with-broker: also listen on the LAN, only with TLS on port 8883 (a CA and a
+                         server certificate for this host are generated under /etc/mosquitto/emotion-edge/)
   --mqtt-host HOST       broker host written into a new config (default localhost)
   --mqtt-user USER       MQTT user (default emotion-edge when --with-broker, else anonymous)
   --mqtt-password-file F install F's content as the credential (default with --with-broker: generated)
@@ -34,6 +36,7 @@ USAGE
 PREFIX=/opt/emotion-edge
 ROOT=""
 WITH_BROKER=0
+BROKER_LAN=0
 MQTT_HOST=localhost
 MQTT_USER=""
 MQTT_PASSWORD_FILE=""
@@ -53,6 +56,7 @@ while (($#)); do
         --prefix) PREFIX=${2:?--prefix needs a value}; shift ;;
         --root) ROOT=$(realpath -m "${2:?--root needs a value}"); shift ;;
         --with-broker) WITH_BROKER=1 ;;
+        --broker-lan) WITH_BROKER=1; BROKER_LAN=1 ;;
         --mqtt-host) MQTT_HOST=${2:?}; shift ;;
         --mqtt-user) MQTT_USER=${2:?}; shift ;;
         --mqtt-password-file) MQTT_PASSWORD_FILE=${2:?}; shift ;;
@@ -136,6 +140,7 @@ if [[ -z $ROOT && $SKIP_APT -eq 0 ]]; then
     [[ $PLATFORM == pi ]] && pkgs+=(python3-picamera2)
     [[ $PLATFORM == jetson ]] && pkgs+=(python3-opencv)   # the system OpenCV has GStreamer (nvarguscamerasrc)
     ((WITH_BROKER)) && pkgs+=(mosquitto mosquitto-clients)
+    ((BROKER_LAN)) && pkgs+=(openssl)
     missing=()
     for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if ((${#missing[@]})); then
@@ -214,7 +219,7 @@ if [[ ! -e $R$ETC/config.toml ]]; then
     {
         echo "# emotion-edge configuration written by deploy/install.sh (never overwritten)."
         echo "# Every option with its default and description: $PREFIX/venv/bin/emotion-edge example-config"
-        echo "# Check after editing: sudo $VENV/bin/emotion-edge check-config --config $ETC/config.toml"
+        echo "# Check after editing: sudo -u emotion-edge $VENV/bin/emotion-edge check-config --config $ETC/config.toml"
         echo "device_id = \"$(hostname -s 2>/dev/null || echo edge)\""
         echo "publisher = \"mqtt\""
         echo "stats_interval_s = 10.0"
@@ -242,14 +247,50 @@ fi
 [[ -e $R$CRED ]] && run chown root:root "$R$CRED"
 
 # --- local broker ------------------------------------------------------------------------------
+# A private CA (10 years) and a server certificate naming this host (its names and addresses) for --broker-lan.
+make_broker_tls() {
+    local dir=$1 host names ips san tmp
+    host=$(hostname -s 2>/dev/null || hostname)
+    names=$(printf 'DNS:%s,DNS:%s,DNS:localhost' "$host" "$(hostname -f 2>/dev/null || echo "$host")")
+    ips=$(hostname -I 2>/dev/null | tr ' ' '\n' | sed -n '/./s/^/IP:/p' | paste -sd, -)
+    san="$names,IP:127.0.0.1${ips:+,$ips}"
+    tmp=$(mktemp -d)
+    openssl req -x509 -newkey rsa:3072 -nodes -days 3650 -subj "/CN=emotion-edge broker CA $host" \
+        -keyout "$tmp/ca.key" -out "$tmp/ca.crt" >/dev/null 2>&1 || die "openssl failed making the broker CA (is openssl installed?)"
+    openssl req -newkey rsa:3072 -nodes -subj "/CN=$host" -keyout "$tmp/server.key" -out "$tmp/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san" >"$tmp/ext"
+    openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" -CAcreateserial -days 3650 \
+        -extfile "$tmp/ext" -out "$tmp/server.crt" >/dev/null 2>&1 || die "openssl failed signing the broker certificate"
+    install -d -m 0755 "$dir"
+    install -m 0644 "$tmp/ca.crt" "$dir/ca.crt"
+    install -m 0644 "$tmp/server.crt" "$dir/server.crt"
+    install -m 0640 "$tmp/server.key" "$dir/server.key"
+    install -m 0600 "$tmp/ca.key" "$dir/ca.key"
+    [[ -z $ROOT ]] && getent group mosquitto >/dev/null && chgrp mosquitto "$dir/server.key"
+    rm -rf "$tmp"
+}
 if ((WITH_BROKER)); then
     passwd_file=/etc/mosquitto/emotion-edge.passwd
     broker_before=$CHANGED
     CHANGED=0
     # Loopback only: the password and the events never cross the LAN in clear. Persistence (on in Debian's
     # mosquitto.conf) saved every 10 s: an event the broker acknowledged survives a broker crash after that.
-    printf '# written by emotion-edge deploy/install.sh\nlistener 1883 127.0.0.1\nallow_anonymous false\npassword_file %s\npersistence true\nautosave_interval 10\n' "$passwd_file" \
-        | put "$R/etc/mosquitto/conf.d/emotion-edge.conf" 0644
+    tls_dir=/etc/mosquitto/emotion-edge
+    {
+        printf '# written by emotion-edge deploy/install.sh\nlistener 1883 127.0.0.1\nallow_anonymous false\npassword_file %s\npersistence true\nautosave_interval 10\n' "$passwd_file"
+        # The LAN only ever sees TLS: the password and the events are encrypted, the server is verified by name.
+        if ((BROKER_LAN)); then
+            printf '# --broker-lan\nlistener 8883\ncertfile %s/server.crt\nkeyfile %s/server.key\n' "$tls_dir" "$tls_dir"
+        fi
+    } | put "$R/etc/mosquitto/conf.d/emotion-edge.conf" 0644
+    if ((BROKER_LAN)) && [[ ! -e $R$tls_dir/server.crt ]]; then
+        if ((DRY_RUN)); then
+            echo "would write: $R$tls_dir/ca.crt, server.crt, server.key (a CA and a certificate for $(hostname -f 2>/dev/null || hostname))"
+        else
+            make_broker_tls "$R$tls_dir"
+            CHANGED=1
+        fi
+    fi
     if ! ((DRY_RUN)); then
         pw=$(cat "$R$CRED")
         # Recreate the password file only when the credential changed (mosquitto_passwd salts each time).
@@ -274,7 +315,8 @@ template=$SRC/systemd/emotion-edge@.service
 sed "s|/opt/emotion-edge|$PREFIX|g" "$template" | put "$R/etc/systemd/system/emotion-edge@.service" 0644
 sed -e "s|/opt/emotion-edge|$PREFIX|g" -e 's|/etc/emotion-edge/%i\.toml|/etc/emotion-edge/config.toml|g' \
     -e 's|^StateDirectory=emotion-edge/%i$|StateDirectory=emotion-edge|' -e 's|^\(Description=.*\), camera %i$|\1|' \
-    -e 's|emotion-edge@<name>|emotion-edge|g' "$template" | put "$R/etc/systemd/system/emotion-edge.service" 0644
+    -e 's|emotion-edge@<name>|emotion-edge|g' -e '/^Environment=EMOTION_EDGE_INSTANCE=%i$/d' \
+    -e '/^# Each instance is its own camera/d' "$template" | put "$R/etc/systemd/system/emotion-edge.service" 0644
 grep -q '%i' "$R/etc/systemd/system/emotion-edge.service" 2>/dev/null && die "internal: %i left in the rendered emotion-edge.service"
 
 if [[ $PLATFORM == jetson ]]; then
@@ -315,18 +357,23 @@ fi
 
 sub_cmd="mosquitto_sub -h $MQTT_HOST -t 'emotion-edge/#' -v"
 [[ -n $MQTT_USER ]] && sub_cmd+=" -u $MQTT_USER -P \"\$(sudo cat $CRED)\""
+lan_line=""
+if ((BROKER_LAN)); then
+    lan_line="  LAN (TLS):  mosquitto_sub -h $(hostname -s 2>/dev/null || hostname) -p 8883 --cafile /etc/mosquitto/emotion-edge/ca.crt -t 'emotion-edge/#' -v -u $MQTT_USER -P ...  (copy ca.crt to the client)"
+fi
 cat <<EOF2
 install.sh: done.
   logs:       journalctl -u emotion-edge -f
   status:     systemctl status emotion-edge
-  config:     $ETC/config.toml (check: sudo $VENV/bin/emotion-edge check-config --config $ETC/config.toml)
+  config:     $ETC/config.toml (check: sudo -u emotion-edge $VENV/bin/emotion-edge check-config --config $ETC/config.toml)
   events:     $sub_cmd
-  per camera: $ETC/<name>.toml + systemctl enable --now emotion-edge@<name>
+${lan_line:+$lan_line
+}  per camera: $ETC/<name>.toml + systemctl enable --now emotion-edge@<name>
 EOF2
 if ((!started)); then
     echo "install.sh: error: emotion-edge.service is installed but did not start. Its last log lines:" >&2
     journalctl -u emotion-edge.service -n 5 --no-pager -o cat >&2 || true
     echo "install.sh: fix the problem named above (usually [camera] in $ETC/config.toml), check it with" \
-         "'sudo $VENV/bin/emotion-edge check-config --config $ETC/config.toml', then 'sudo systemctl restart emotion-edge'" >&2
+         "'sudo -u emotion-edge $VENV/bin/emotion-edge check-config --config $ETC/config.toml', then 'sudo systemctl restart emotion-edge'" >&2
     exit 1
 fi

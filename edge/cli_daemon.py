@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from dataclasses import replace
 
 from edge.config import example_toml, load_config, mqtt_password
@@ -15,11 +16,29 @@ log = logging.getLogger(__name__)
 
 
 def _broker_answers(host: str, port: int) -> bool:
+    """True when an MQTT broker there accepts an anonymous client (a broker that wants a login is no use to the demo)."""
+    import paho.mqtt.client as mqtt
+
     try:
         with socket.create_connection((host, port), timeout=1.0):
-            return True
+            pass
     except OSError:
         return False
+    result: list = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda c, u, f, rc, p: result.append(not rc.is_failure)
+    try:
+        client.connect(host, port, keepalive=5)
+        client.loop_start()
+        deadline = time.monotonic() + 3.0
+        while not result and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except OSError:
+        return False
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return bool(result and result[0])
 
 
 def _print_events_from_broker(host: str, port: int, topic: str, stop: threading.Event) -> threading.Thread:

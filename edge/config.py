@@ -140,7 +140,8 @@ class HomeAssistantConfig:
 class Config:
     """emotion-edge daemon configuration."""
 
-    device_id: str = opt("", "device id in topics and payloads (default: the host name)")
+    device_id: str = opt("", "device id in topics, payloads, MQTT client id and the Home Assistant device: one per camera "
+                             "(default: the host name; '<host>-<name>' under emotion-edge@<name>.service)")
     publisher: str = opt("mqtt", "mqtt, or stdout (JSON lines, no broker)", ("mqtt", "stdout"))
     aggregate_only: bool = opt(False, "privacy mode: publish no per-face events, only periodic summaries")
     summary_interval_s: float = opt(0.0, "publish counts per emotion every N seconds (0: off; 60 when aggregate_only)", ge=0, le=86400)
@@ -241,8 +242,21 @@ def load_config(path: str | Path | None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"config file {p} is not valid TOML: {exc}") from None
         cfg = _build(Config, data, "")
+        _instance_defaults(cfg, data)
     validate(cfg)
     return cfg
+
+
+def _instance_defaults(cfg: Config, data: dict) -> None:
+    """Under emotion-edge@<name>.service ($EMOTION_EDGE_INSTANCE) a camera gets its own identity by default:
+    device_id '<host>-<name>' (its topics, MQTT client id, HA device) and camera name '<name>'."""
+    instance = os.environ.get("EMOTION_EDGE_INSTANCE", "").strip()
+    if not instance:
+        return
+    if "device_id" not in data:
+        cfg.device_id = f"{socket.gethostname().split('.')[0] or 'edge'}-{instance}"
+    if "name" not in (data.get("camera") or {}):
+        cfg.camera.name = instance
 
 
 def validate(cfg: Config) -> None:

@@ -39,7 +39,7 @@ class Pipeline:
         self.summary_counts: Counter = Counter()
         self.summary_tracks: dict[str, set] = {}
         self.summary_faces = 0
-        self.dominant: str | None = "none"
+        self.state_key: tuple | None = None  # (dominant, faces, counts) last published; None: publish at start
         self.processing = FaultState("frame processing")  # detector/classifier/tracker/publisher raising after READY
         self.frames_failed = 0
         self.last_ok_mono = self.t_start  # last frame processed without a fault
@@ -60,14 +60,17 @@ class Pipeline:
                 ev, device_id=self.cfg.device_id, camera=self.cfg.camera.name, seq=seq, model=self.classifier.name,
                 model_version=self.classifier.version, frame_w=w, frame_h=h))
 
-    def _publish_state(self) -> None:
+    def _publish_state(self, force: bool = False) -> None:
+        """The retained state: at start-up, whenever the faces or their emotions change, and periodically (force)."""
         emotions = [t.emotion for t in self.tracker.tracks.values() if t.emotion]
-        dominant = Counter(emotions).most_common(1)[0][0] if emotions else "none"
-        if dominant != self.dominant:
-            self.dominant = dominant
-            self.publisher.transient("state", {"schema_version": 1, "timestamp": utc_now_iso(), "camera": self.cfg.camera.name,
-                                               "dominant_emotion": dominant, "faces": len(emotions),
-                                               "counts": dict(Counter(emotions))}, retain=True)
+        counts = Counter(emotions)
+        dominant = counts.most_common(1)[0][0] if emotions else "none"
+        key = (dominant, len(emotions), tuple(sorted(counts.items())))
+        if key != self.state_key or force:
+            self.state_key = key
+            self.publisher.transient("state", {"schema_version": 1, "timestamp": utc_now_iso(), "device_id": self.cfg.device_id,
+                                               "camera": self.cfg.camera.name, "dominant_emotion": dominant,
+                                               "faces": len(emotions), "counts": dict(counts)}, retain=True)
 
     def _publish_stats(self, elapsed_s: float) -> None:
         rates = self.stats.interval(elapsed_s, self.capture.captured, self.capture.dropped)
@@ -81,6 +84,7 @@ class Pipeline:
                    "model": {"name": self.classifier.name, "version": self.classifier.version, "variant": self.classifier.variant},
                    "detector": self.detector.name, **self.publisher.health(), **soc_health()}
         self.publisher.transient("stats", payload)
+        self._publish_state(force=True)  # a subscriber that missed a change is right again within one stats interval
         self.notifier.status(self._status_line(rates["processed_fps"]))
         log.info("stats: %.1f processed fps (captured %.1f), %d skipped, outbox %s",
                  rates["processed_fps"], rates["capture_fps"], rates["skipped_frames"], payload.get("outbox_depth"))
@@ -189,6 +193,7 @@ class Pipeline:
         next_summary = time.monotonic() + interval if interval else None
         ready = False
         deadline = time.monotonic() + max_seconds if max_seconds else None
+        self._guarded("state", self._publish_state)  # at start-up: no stale state from a previous run survives
         while not stop.is_set():
             frame = self.capture.get(timeout=0.5)
             now = time.monotonic()

@@ -56,3 +56,21 @@ def test_reference_files_are_valid():
             assert r["pipeline"]["fps"] > 0 and r["host"]["machine"]
         else:
             assert "estimate" in r["label"].lower()
+
+
+def test_soak_command_writes_its_series(tmp_path, edge_models):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "soak.json"
+    proc = subprocess.run([sys.executable, "-m", "edge", "soak", "--minutes", "0.1", "--interval-s", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "EMOTION_EDGE_MODELS": str(edge_models[0])})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert len(data["samples"]) >= 2 and all(s["rss_mb"] > 10 and s["processed_fps"] > 0 for s in data["samples"])
+    assert "RSS slope" in proc.stdout

@@ -89,3 +89,26 @@ def test_compare_fer_without_fer_says_how_to_get_it(run, tmp_path):
         pytest.skip("fer is installed in this environment")
     _dataset(tmp_path / "d", ["happy", "sad", "surprise", "neutral"])
     _one_line_error(run("trainer", "compare-fer", str(tmp_path / "d")), "'fer' package is not installed", "fix:")
+
+
+@pytest.mark.parametrize("classes", ["happy", "happy,happy"])
+def test_classes_must_be_two_distinct(run, tmp_path, classes):
+    _dataset(tmp_path / "d", ["happy", "sad"])
+    _one_line_error(run("trainer", "prepare", tmp_path / "d", "--classes", classes), "two distinct")
+
+
+def test_small_flat_dataset_names_the_empty_split(run, tmp_path):
+    _dataset(tmp_path / "d", ["happy", "sad"], n=2)  # too few for a 10 % val share
+    proc = run("trainer", "prepare", tmp_path / "d", "--classes", "happy,sad")
+    _one_line_error(proc, "none falls into the", "split")
+
+
+def test_read_only_cache_is_not_fatal(run, tmp_path):
+    root = tmp_path / "d"
+    for split in ("train", "val", "test"):
+        _dataset(root / split, ["happy", "sad"])
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")  # unwritable even for root
+    proc = run("trainer", "prepare", root, "--classes", "happy,sad", "--cache", cache)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "continuing without it" in proc.stderr

@@ -153,3 +153,31 @@ def test_uninstall_keeps_config_unless_purge(installed):
     proc = run("--purge")
     assert proc.returncode == 0, proc.stderr
     assert not (root / "etc" / "emotion-edge").exists() and not state.exists()
+
+
+@needs_root
+def test_broker_lan_is_tls_only(tmp_path, edge_models):
+    """--broker-lan: the plain listener stays on loopback; the LAN listener is TLS with a certificate for this host."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed (tests/run.sh installs it)")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    for f in ("passwd", "group", "shadow", "gshadow"):
+        if Path("/etc", f).exists():
+            shutil.copy2(Path("/etc", f), root / "etc" / f)
+    proc = _install(root, edge_models[0], "--broker-lan")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    conf = (root / "etc" / "mosquitto" / "conf.d" / "emotion-edge.conf").read_text().splitlines()
+    assert "listener 1883 127.0.0.1" in conf and "listener 8883" in conf and "allow_anonymous false" in conf
+    tls = root / "etc" / "mosquitto" / "emotion-edge"
+    assert stat.S_IMODE((tls / "ca.key").stat().st_mode) == 0o600
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(tls / "ca.crt"), str(tls / "server.crt")],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    text = subprocess.run(["openssl", "x509", "-in", str(tls / "server.crt"), "-noout", "-ext", "subjectAltName"],
+                          capture_output=True, text=True).stdout
+    assert "IP Address:127.0.0.1" in text and "DNS:localhost" in text
+    assert "-p 8883 --cafile" in proc.stdout
+    before = _snapshot(root)
+    assert _install(root, edge_models[0], "--broker-lan").returncode == 0
+    assert _snapshot(root) == before  # certificates are made once

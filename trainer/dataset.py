@@ -61,6 +61,8 @@ def _split_of(rel: str) -> str:
 def scan(root: Path, split: str, labels: tuple[str, ...], mapping: dict[str, str] | None = None,
          per_class_limit: int = 0) -> list[tuple[Path, int]]:
     """(image path, label index) pairs of one split, sorted; errors name the missing piece."""
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise UserError(f"classes {list(labels)} must be at least two distinct labels; fix: e.g. --classes happy,sad")
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist; fix: pass the folder holding one sub-folder per class")
     has_splits = (root / "train").is_dir()
@@ -78,6 +80,11 @@ def scan(root: Path, split: str, labels: tuple[str, ...], mapping: dict[str, str
                 items[labels.index(label)].append(f)
     out = []
     for i, files in items.items():
+        if not files and not has_splits and (base / labels[i]).is_dir():
+            n = sum(1 for f in (base / labels[i]).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            raise UserError(f"class {labels[i]!r} has {n} image(s) in {base / labels[i]}, but none falls into the {split} "
+                            f"split (a plain folder is split 80/10/10 by file name); fix: add more images, or give the "
+                            f"dataset train/, val/ and test/ folders")
         if not files:
             raise UserError(f"class {labels[i]!r} has no images in {base}; fix: add a '{labels[i]}' folder "
                             f"or map one onto it with --map FOLDER={labels[i]}")
@@ -137,10 +144,14 @@ def load_split(root: str | Path, split: str, labels: tuple[str, ...], spec: Prep
         if not (out.y == i).any():
             raise UserError(f"class {label!r} has no usable images in {root}/{split} after face detection; fix: add images")
     if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, x=out.x, y=out.y, paths=np.asarray(paths), skipped=json.dumps(out.skipped))
-        tmp.replace(cache)
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, x=out.x, y=out.y, paths=np.asarray(paths), skipped=json.dumps(out.skipped))
+            tmp.replace(cache)
+        except OSError as exc:  # the cache only saves time: say so once and go on without it
+            log.warning("cannot write the dataset cache %s (%s); continuing without it (fix: a writable --cache)",
+                        cache.parent, exc.strerror)
     log.info("%s/%s: %d images %s, skipped %s", root.name, split, len(out.y), out.counts(), out.skipped)
     return out
 

@@ -19,6 +19,7 @@ import sqlite3
 import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -39,7 +40,7 @@ PUBACK_PATIENCE_S = 30.0  # in-flight messages older than this: the broker is no
 
 
 class MQTTPublisher:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, labels: tuple[str, ...] = (), model: str = ""):
         self.cfg = cfg
         self.m = cfg.mqtt
         self.topics = topics(self.m.topic_prefix, cfg.device_id)
@@ -61,14 +62,17 @@ class MQTTPublisher:
         self.inflight_since: dict[int, float] = {}
         self.client = self._client()
         self.sender = threading.Thread(target=self._send_loop, name="mqtt-outbox", daemon=True)
+        self.retained: dict[str, str] = {}  # newest retained payload per kind: (re)published on every connect
         self.discovery = None
         if cfg.homeassistant.enabled:
             from .homeassistant import Discovery
 
-            self.discovery = Discovery(cfg, self.topics)
+            self.discovery = Discovery(cfg, self.topics, labels, model, self.outbox.path.parent,
+                                       Path("/sys/class/thermal/thermal_zone0/temp").exists())
 
     def _client(self) -> mqtt.Client:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.m.client_id or f"emotion-edge-{self.cfg.device_id}",
+        self.client_id = self.m.client_id or f"emotion-edge-{self.cfg.device_id}"
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                         protocol=mqtt.MQTTv311, clean_session=True)
         c.will_set(self.topics["status"], json.dumps(status_payload("offline", self.cfg.device_id, timestamp=None)), qos=1, retain=True)
         password = mqtt_password(self.m)
@@ -104,6 +108,12 @@ class MQTTPublisher:
         if self.discovery:
             client.subscribe(f"{self.cfg.homeassistant.discovery_prefix}/status", qos=1)
             self.discovery.publish(client)
+        else:
+            from .homeassistant import Discovery
+
+            Discovery.withdraw(client, self.outbox.path.parent)
+        for kind, payload in list(self.retained.items()):  # state after an outage or a broker restart is true again
+            client.publish(self.topics[kind], payload, qos=1, retain=True)
         log.info("connected to %s:%d", self.m.host, self.m.port)
         self.connected.set()
         self.first_connack.set()
@@ -142,10 +152,26 @@ class MQTTPublisher:
         except OSError:
             return False
 
+    def _claim_identity(self) -> None:
+        """Two daemons publishing as the same device on one machine would take over each other's MQTT session
+        (a reconnect every second, status flapping) and mix their events: the second one is refused instead.
+        The claim is an abstract Unix socket, released by the kernel when the process ends, however it ends."""
+        client_id = self.client_id
+        name = f"\0emotion-edge/{self.m.host}:{self.m.port}/{client_id}"
+        self._claim = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._claim.bind(name)
+        except OSError:
+            self._claim.close()
+            raise UserError(f"another emotion-edge on this machine already publishes as {client_id!r} to {self.m.host}:{self.m.port} "
+                            f"(device_id {self.cfg.device_id!r}); fix: give each camera's config its own device_id "
+                            "(emotion-edge@<name> instances get '<host>-<name>' by default)") from None
+
     def start(self) -> None:
         """Connect synchronously once so TLS and credential mistakes surface as one-line errors (before READY).
 
         A broker that is down is not a mistake: the daemon starts at once and queues in the outbox."""
+        self._claim_identity()
         where = f"{self.m.host}:{self.m.port}"
         tls_hint = "fix: check mqtt.port (8883 is usual for TLS), mqtt.tls.ca_file, the broker's certificate and host name"
         reachable = self._reachable()
@@ -229,8 +255,11 @@ class MQTTPublisher:
         self.wake.set()
 
     def transient(self, kind: str, payload: dict[str, Any], retain: bool = False) -> None:
+        data = json.dumps(payload)
+        if retain:
+            self.retained[kind] = data
         if self.connected.is_set():
-            self.client.publish(self.topics[kind], json.dumps(payload), qos=1 if retain else 0, retain=retain)
+            self.client.publish(self.topics[kind], data, qos=1 if retain else 0, retain=retain)
 
     def health(self) -> dict[str, Any]:
         return {"publisher": "mqtt", "connected": self.connected.is_set(), "outbox_depth": self.outbox.depth(),

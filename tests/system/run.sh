@@ -47,9 +47,11 @@ case "$ARCH" in
         [[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] || cant "binfmt for qemu-aarch64 is not registered (mount binfmt_misc; update-binfmts --enable qemu-aarch64)" ;;
     *) cant "unknown --arch '$ARCH' (amd64 or arm64)" ;;
 esac
-if (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
-    cant "port 1883 is taken on the host; the container shares the host network (stop that broker first)"
-fi
+for port in 1883 8883; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+        cant "port $port is taken on the host; the container shares the host network (stop that broker first)"
+    fi
+done
 
 T0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - T0)) s] $*"; }
@@ -86,7 +88,8 @@ nspawn_args=(--boot --keep-unit --register=no -D "$ROOTFS" -M "$MACHINE"
              --bind="$CACHE/apt-$ARCH:/var/cache/apt/archives")
 if [[ $ARCH == arm64 ]]; then
     # Emulator-only workarounds (see the header); the product is installed unchanged.
-    cat >"$WORK/cpuinfo" <<'CPUINFO'
+    # nspawn cannot bind over /proc/cpuinfo itself (it mounts /proc after the binds): bound after boot, below.
+    cat >"$ROOTFS/etc/ee-qemu-cpuinfo" <<'CPUINFO'
 processor	: 0
 BogoMIPS	: 108.00
 Features	: fp asimd evtstrm crc32 cpuid
@@ -99,7 +102,7 @@ CPU revision	: 3
 Hardware	: BCM2835
 Model		: Raspberry Pi 4 Model B Rev 1.4
 CPUINFO
-    nspawn_args+=(--bind-ro="$WORK/cpuinfo:/proc/cpuinfo" --setenv=QEMU_CPU=cortex-a72)
+    nspawn_args+=(--setenv=QEMU_CPU=cortex-a72)
     mkdir -p "$ROOTFS/etc/systemd/system.conf.d"
     printf '[Manager]\nDefaultEnvironment=QEMU_CPU=cortex-a72\n' >"$ROOTFS/etc/systemd/system.conf.d/qemu.conf"
 fi
@@ -110,7 +113,9 @@ if [[ $ARCH == arm64 ]]; then
     # No LoadCredential= under qemu-user: the same password file, handed over by a root ExecStartPre instead.
     for unit in emotion-edge.service emotion-edge@.service; do
         mkdir -p "$ROOTFS/etc/systemd/system/$unit.d"
+        # ProtectProc=invisible gives the service a fresh /proc: the fake cpuinfo is bound into it there too.
         printf '%s\n' '[Service]' 'LoadCredential=' 'Environment=CREDENTIALS_DIRECTORY=/run/ee-qemu-cred' \
+            'BindReadOnlyPaths=/etc/ee-qemu-cpuinfo:/proc/cpuinfo' \
             'ExecStartPre=+/bin/sh -c "install -d -m 0755 /run/ee-qemu-cred && install -m 0444 /etc/emotion-edge/credentials/mqtt-password /run/ee-qemu-cred/"' \
             >"$ROOTFS/etc/systemd/system/$unit.d/qemu.conf"
     done
@@ -154,6 +159,9 @@ for _ in $(seq 120); do
     sleep 1
 done
 stamp "container up ($state)"
+if [[ $ARCH == arm64 ]]; then
+    C mount --bind /etc/ee-qemu-cpuinfo /proc/cpuinfo || cant "could not bind the fake /proc/cpuinfo"
+fi
 
 PASSED=0
 FAILED=0
@@ -233,6 +241,22 @@ if Csh "cd /src/emotion-edge && deploy/install.sh --with-broker" >"$WORK/install
 else
     bad "second install run" "mosquitto $mpid -> $(prop MainPID mosquitto.service), service $epid -> $(prop MainPID); $(tail -n 3 "$WORK/install2.log" | tr '\n' '|')"
 fi
+
+# --- --broker-lan: the LAN sees the broker only through TLS ----------------------------------------------
+if Csh "cd /src/emotion-edge && deploy/install.sh --broker-lan" >"$WORK/install3.log" 2>&1; then
+    host=$(C hostname -s)
+    lan_ip=$(C hostname -I | awk '{print $1}')
+    tls=$(Csh "mosquitto_sub -h $host -p 8883 --cafile /etc/mosquitto/emotion-edge/ca.crt -u emotion-edge -P \"\$(cat $CRED)\" -t 'emotion-edge/+/status' -C 1 -W 10" 2>&1 || true)
+    plain=$(Csh "mosquitto_sub -h ${lan_ip:-192.0.2.1} -p 1883 -u emotion-edge -P \"\$(cat $CRED)\" -t '#' -C 1 -W 3" 2>&1) && plain_rc=0 || plain_rc=$?
+    if [[ $tls == *'"state"'* ]] && ((plain_rc != 0)) && [[ -n $lan_ip ]]; then
+        ok "--broker-lan: TLS on 8883 verified by host name; plain 1883 not on the LAN" "$host, $lan_ip: ${plain:0:60}"
+    else
+        bad "--broker-lan" "tls: ${tls:0:200}; plain on $lan_ip rc $plain_rc: ${plain:0:100}; $(tail -n 3 "$WORK/install3.log" | tr '\n' '|')"
+    fi
+else
+    bad "install.sh --broker-lan" "$(tail -n 5 "$WORK/install3.log" | tr '\n' '|')"
+fi
+wait_for 30 '[[ $(prop ActiveState) == active ]]' || true
 
 # --- SIGTERM: clean stop, retained status "stopped", exit 0 --------------------------------------------
 C kill -TERM "$(prop MainPID)"
