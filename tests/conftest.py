@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 FER = Path(os.environ.get("EMOTION_EDGE_FER2013", ROOT.parent / "shared" / "data" / "fer2013"))
 
 
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind():
+    """A test that fails half-way must not leave its daemon running into the next tests."""
+    from tests.support.daemon import RUNNING
+
+    yield
+    while RUNNING:
+        d = RUNNING.pop()
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.communicate(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def fer_root() -> Path:
     if not (FER / "train").is_dir():

@@ -6,7 +6,11 @@ apply a tensor's (scale, zero_point).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,33 @@ def runtime_name() -> str:
     return _interpreter_class()[1]
 
 
+_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _without_delegate_banner():
+    """The runtime's C++ logger prints an INFO banner on stderr for every interpreter; our errors are one line, so
+    stderr is captured (in a file: no pipe to fill) while the interpreter is built and everything else is passed on."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = b"".join(line for line in tmp.read().splitlines(keepends=True) if not line.startswith(_BANNER))
+            if rest:
+                sys.stderr.buffer.write(rest) if hasattr(sys.stderr, "buffer") else sys.stderr.write(rest.decode(errors="replace"))
+                sys.stderr.flush()
+
+
 def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     """Load and allocate a TFLite interpreter; a corrupt file becomes a one-line ModelError."""
     cls, dist = _interpreter_class()
@@ -52,8 +83,9 @@ def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
     if not path.is_file():
         raise ModelError(f"model file {path} not found; fix: run 'emotion-trainer export' or reinstall the models")
     try:
-        interp = cls(model_path=str(path), num_threads=int(num_threads))
-        interp.allocate_tensors()
+        with _without_delegate_banner():
+            interp = cls(model_path=str(path), num_threads=int(num_threads))
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"model file {path} could not be loaded by {dist} ({str(exc).splitlines()[0]}); "
                          "fix: re-export or reinstall it") from None

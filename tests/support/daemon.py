@@ -22,6 +22,9 @@ def write_config(path: Path, top: dict, **tables: dict) -> Path:
     return path
 
 
+RUNNING: list["Daemon"] = []  # killed after each test by conftest's autouse fixture, pass or fail
+
+
 class Daemon:
     def __init__(self, config: Path, models_dir: Path, env: dict | None = None, cwd: Path | None = None):
         self.cmd = [sys.executable, "-m", "edge", "run", "--config", str(config)]
@@ -31,6 +34,7 @@ class Daemon:
 
     def start(self) -> "Daemon":
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        RUNNING.append(self)
         return self
 
     def wait(self, timeout: float = 30.0) -> tuple[int, str, str]:
