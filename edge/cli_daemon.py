@@ -93,7 +93,7 @@ def main(args) -> int:
     if use_mqtt:
         topic = f"{cfg.mqtt.topic_prefix}/{cfg.device_id}/#"
         print(f"demo: publishing to the MQTT broker at {args.host}:{args.port}; printing what arrives on '{topic}' "
-              f"(elsewhere: mosquitto_sub -h {args.host} -t '{topic}' -v)", flush=True)
+              f"(elsewhere: mosquitto_sub -h {args.host} -p {args.port} -t '{topic}' -v, or emotion-edge listen --host {args.host} --port {args.port})", flush=True)
         viewer_stop = threading.Event()
         _print_events_from_broker(args.host, args.port, topic, viewer_stop)
         try:

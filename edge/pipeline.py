@@ -78,7 +78,7 @@ class Pipeline:
                    "camera": self.cfg.camera.name, "uptime_s": round(time.monotonic() - self.t_start, 1),
                    "interval_s": round(elapsed_s, 2), **rates, "frames_processed": self.stats.frames,
                    "frames_captured": self.capture.captured, "frames_skipped_total": self.capture.dropped,
-                   "camera_reconnects": self.capture.reconnects, "camera": self._camera_health(),
+                   "camera_reconnects": self.capture.reconnects, "camera_health": self._camera_health(),
                    "frames_failed": self.frames_failed, "events": self.stats.events,
                    "tracks": len(self.tracker.tracks), "latency_ms": self.stats.latency(),
                    "model": {"name": self.classifier.name, "version": self.classifier.version, "variant": self.classifier.variant},

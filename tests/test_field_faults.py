@@ -70,9 +70,9 @@ def test_usb_type_camera_lost_after_start_comes_back(tmp_path, edge_models, astr
         server.kill()
     assert rc == 0, err[-2000:]
     stats = [m["payload"] for m in _lines(out) if m["topic"].endswith("/stats")]
-    states = [s["camera"]["state"] for s in stats]
+    states = [s["camera_health"]["state"] for s in stats]
     assert "lost" in states and states[-1] == "ok", states
-    assert stats[-1]["camera_reconnects"] == 1 and stats[-1]["camera"]["reconnect_attempts"] >= 2
+    assert stats[-1]["camera_reconnects"] == 1 and stats[-1]["camera_health"]["reconnect_attempts"] >= 2
     assert stats[-2]["processed_fps"] > 0  # frames flow again
     # logged once when lost and once when recovered, not once per retry
     assert sum("retrying (logged again" in line for line in err.splitlines()) == 1, err[-3000:]
