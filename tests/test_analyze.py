@@ -57,3 +57,37 @@ def test_bad_paths_are_one_line(tmp_path, edge_models):
     bad.write_bytes(b"nope")
     proc = _analyze(edge_models, bad)
     assert proc.returncode == 2 and "cannot read image" in proc.stderr
+
+
+def _png_header(path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height (its pixel data is missing): decoding it would allocate the lot."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk)))
+
+
+def test_folder_skips_bad_files_and_counts_them(tmp_path, edge_models, astronaut):
+    import os
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), astronaut)
+    (folder / "b.jpg").write_bytes(b"not an image")
+    os.mkfifo(folder / "c.jpg")  # never opened: not a regular file
+    _png_header(folder / "d.png", 60000, 60000)
+    cv2.imwrite(str(folder / "e.png"), astronaut)
+    proc = _analyze(edge_models, folder, "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    files = {json.loads(line)["file"].rsplit("/", 1)[-1] for line in proc.stdout.splitlines()}
+    assert files == {"a.png", "e.png"}  # the folder went on past the bad files
+    assert "skipped 2 unreadable file(s)" in proc.stderr and "larger than" in proc.stderr
+
+
+def test_huge_image_header_is_refused_not_decoded(tmp_path, edge_models):
+    big = tmp_path / "big.png"
+    _png_header(big, 20000, 20000)
+    proc = _analyze(edge_models, big)
+    assert proc.returncode == 2 and "larger than" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -165,3 +165,17 @@ MANIFEST_CASES = [
 def test_manifest_mistakes(tmp_path, edge_models, mutate, needle):
     models, cfg = _models_copy(tmp_path, edge_models, mutate)
     _both(cfg, models, needle)
+
+
+def test_tls_to_a_plain_port(tmp_path, edge_models, blink_clip):
+    from tests.support.broker import Mosquitto
+
+    broker = Mosquitto(tmp_path / "b").start()
+    try:
+        cfg = write_config(tmp_path / "c.toml", {"device_id": "t"}, camera={"type": "file", "path": str(blink_clip)},
+                           classifier={"model": edge_models[1]},
+                           mqtt={"host": "127.0.0.1", "port": broker.port, "outbox_path": str(tmp_path / "o.sqlite")},
+                           mqtt__tls={"enabled": True})
+        _assert_one_line(_cli("run", "--config", str(cfg), "--duration", "5", models=edge_models[0]), "TLS handshake", "8883")
+    finally:
+        broker.stop()

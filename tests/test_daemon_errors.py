@@ -41,6 +41,7 @@ def test_missing_camera(tmp_path, edge_models):
     cfg = _cfg(tmp_path, edge_models, {"type": "opencv", "path": "/dev/video99"})
     rc, _, err = Daemon(cfg, edge_models[0]).run_to_end()
     _one_line(rc, err, "/dev/video99", "cannot be opened", "fix:")
+    assert len(err.strip().splitlines()) == 1, err  # no OpenCV/FFmpeg/TFLite chatter around the one line
 
 
 def test_corrupt_video(tmp_path, edge_models):
@@ -48,6 +49,7 @@ def test_corrupt_video(tmp_path, edge_models):
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 500)
     rc, _, err = Daemon(_cfg(tmp_path, edge_models, {"type": "file", "path": str(bad)}), edge_models[0]).run_to_end()
     _one_line(rc, err, "bad.mp4", "corrupt")
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_missing_model(tmp_path, edge_models):

@@ -183,3 +183,42 @@ def test_broker_killed_at_random_and_daemon_restarted_while_down(tmp_path, edge_
     assert sorted(events) == list(range(1, len(events) + 1)) and len(events) >= 10, events
     assert sorted(summaries) == list(range(1, len(summaries) + 1)) and len(summaries) >= 3, summaries
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["closes-after-connect", "speaks-http"])
+def test_a_server_that_is_not_a_broker_is_logged_once(tmp_path, edge_models, blink_clip, reply):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            try:
+                conn.recv(1024)
+                conn.sendall(reply)
+            except OSError:
+                pass
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    cfg = write_config(tmp_path / "c.toml", {"device_id": "notmqtt", "stats_interval_s": 1.0},
+                       camera={"type": "file", "path": str(blink_clip), "loop": True}, classifier={"model": edge_models[1]},
+                       tracking={"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
+                       mqtt={"host": "127.0.0.1", "port": port, "outbox_path": str(tmp_path / "o.sqlite"),
+                             "reconnect_min_s": 1, "reconnect_max_s": 1, "connect_timeout_s": 2.0})
+    daemon = Daemon(cfg, edge_models[0]).start()
+    time.sleep(8)
+    rc, _, err = daemon.terminate()
+    srv.close()
+    assert rc == 0 and "Traceback" not in err, err[-2000:]
+    assert len(accepted) >= 3  # paho kept retrying with its backoff
+    faults = [line for line in err.splitlines() if f"broker 127.0.0.1:{port}:" in line and "retrying" in line]
+    assert len(faults) == 1, err[-3000:]  # visible, and once per outage, not once per retry
+    assert "event(s) remain in the outbox" in err  # nothing was lost: the events wait on disk

@@ -83,7 +83,10 @@ class ModelEntry:
         if not path.is_file():
             raise ModelError(f"model file {path} is missing; fix: reinstall the models or run 'emotion-trainer export {self.name}'")
         want = self.variant(variant).get("sha256")
-        got = sha256_file(path)
+        try:
+            got = sha256_file(path)
+        except OSError as exc:
+            raise ModelError(f"model file {path} cannot be read ({exc.strerror}); fix: make it readable (chmod 0644)") from None
         if want != got:
             raise ModelError(f"model file {path} does not match its manifest (sha256 {got[:12]}… != {str(want)[:12]}…); "
                              "it is corrupt or was replaced: reinstall it or re-export it")
