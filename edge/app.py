@@ -54,7 +54,7 @@ def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | N
         capture.stop()
         raise
     log.info("running: model %s (%s), detector %s, camera %s (%s), publisher %s", classifier.name, classifier.variant,
-             detector.name, cfg.camera.name, cfg.camera.type, cfg.publisher)
+             detector.name, cfg.camera.name, cfg.camera.type, publisher.health().get("publisher", cfg.publisher))
     pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier)
     if on_pipeline is not None:
         on_pipeline(pipeline)
