@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import socket
@@ -157,12 +159,15 @@ class MQTTPublisher:
         (a reconnect every second, status flapping) and mix their events: the second one is refused instead.
         The claim is an abstract Unix socket, released by the kernel when the process ends, however it ends."""
         client_id = self.client_id
-        name = f"\0emotion-edge/{self.m.host}:{self.m.port}/{client_id}"
+        digest = hashlib.sha256(f"{self.m.host}:{self.m.port}/{client_id}".encode()).hexdigest()[:40]
         self._claim = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            self._claim.bind(name)
-        except OSError:
+            self._claim.bind(f"\0emotion-edge/{digest}")  # hashed: abstract names are limited to 107 bytes
+        except OSError as exc:
             self._claim.close()
+            if exc.errno != errno.EADDRINUSE:
+                log.warning("cannot claim the MQTT identity %r on this machine (%s); not checking for duplicates", client_id, exc)
+                return
             raise UserError(f"another emotion-edge on this machine already publishes as {client_id!r} to {self.m.host}:{self.m.port} "
                             f"(device_id {self.cfg.device_id!r}); fix: give each camera's config its own device_id "
                             "(emotion-edge@<name> instances get '<host>-<name>' by default)") from None
