@@ -78,10 +78,13 @@ def iter_frames(path: Path, every: int = 1, skipped: Skipped | None = None) -> I
 
 
 def analyze(path: Path, classifier, detector, every: int = 1, skipped: Skipped | None = None) -> Iterator[dict]:
+    # "Already a crop" (--no-detect) must be cropped exactly as training and `evaluate` crop dataset faces: the frame
+    # itself is the face (box None), not a whole-frame box that would get the detector's margin and offset.
+    whole_frame = detector.name == "full-frame"
     for file, idx, frame in iter_frames(path, every, skipped):
         h, w = frame.shape[:2]
         for face_i, box in enumerate(detector.detect(frame)):
-            pred = classifier.classify(preprocess_face(frame, box, classifier.spec))
+            pred = classifier.classify(preprocess_face(frame, None if whole_frame else box, classifier.spec))
             label, conf = pred.top
             yield {"file": file, "frame": idx, "face": face_i, "box": [round(v, 4) for v in box.normalised(w, h)],
                    "detector_score": round(box.score, 4), "emotion": label, "confidence": round(conf, 4),

@@ -9,6 +9,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT
 
@@ -91,3 +92,31 @@ def test_huge_image_header_is_refused_not_decoded(tmp_path, edge_models):
     _png_header(big, 20000, 20000)
     proc = _analyze(edge_models, big)
     assert proc.returncode == 2 and "larger than" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def _shipped_models():
+    from edge.core.manifest import Manifest
+    from edge.core.paths import models_dir
+
+    m = Manifest(models_dir())
+    return [n for n in m.names if ((m.entry(n).data.get("metrics") or {}).get("int8") or {}).get("accuracy") is not None]
+
+
+@pytest.mark.parametrize("model", _shipped_models())
+def test_public_cli_agrees_with_the_manifest(fer_root, model):
+    """`analyze --no-detect` over the test split gives the accuracy `evaluate` wrote into the manifest, to the 4th decimal:
+    the public "already a crop" path preprocesses exactly as training and evaluation do."""
+    from edge.core.manifest import Manifest
+    from edge.core.paths import models_dir
+
+    entry = Manifest(models_dir()).entry(model)
+    labels = set(entry.labels)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "edge", "analyze", str(fer_root / "test"), "--no-detect", "--json",
+                           "--model", model], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    rows = [(r["file"].split("/")[-2], r["emotion"]) for r in rows if r["file"].split("/")[-2] in labels]
+    metrics = entry.data["metrics"]
+    assert len(rows) == metrics["int8"].get("n", metrics.get("n"))
+    assert round(sum(t == p for t, p in rows) / len(rows), 4) == metrics["int8"]["accuracy"]

@@ -112,3 +112,17 @@ def test_read_only_cache_is_not_fatal(run, tmp_path):
     proc = run("trainer", "prepare", root, "--classes", "happy,sad", "--cache", cache)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "continuing without it" in proc.stderr
+
+
+def test_crop_stats_runs_and_backs_the_shipped_crop(run, fer_root):
+    """The command the preprocessing spec names as its source runs, and measures what the shipped models use."""
+    import json
+
+    from edge.core.paths import models_dir
+
+    proc = run("trainer", "crop-stats", fer_root)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    got = {k.strip(): float(v) for k, v in (line.split(":", 1) for line in proc.stdout.splitlines() if ":" in line)
+           if k.strip() in ("margin", "offset_y")}
+    spec = json.loads((models_dir() / "manifest.json").read_text())["models"]["multiclass4-resnet"]["preprocess"]
+    assert abs(got["margin"] - spec["margin"]) <= 0.01 and abs(got["offset_y"] - spec["offset_y"]) <= 0.01, (got, spec)
