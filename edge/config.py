@@ -312,7 +312,8 @@ def _check_tls(tls: TLSConfig) -> None:
                             "unencrypted private key") from None
 
 
-def _read_secret(path: Path, what: str) -> str:
+def read_secret(path: Path, what: str) -> str:
+    """One line of UTF-8 text from a secret file, or a one-line UserError naming the fix."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -336,10 +337,10 @@ def mqtt_password(cfg: MQTTConfig) -> str | None:
                 log.warning("mqtt.password_file %s is readable by other users; fix: chmod 0600 %s", path, path)
         except OSError:
             pass
-        return _read_secret(path, "mqtt.password_file")
+        return read_secret(path, "mqtt.password_file")
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir and (Path(cred_dir) / "mqtt-password").is_file():
-        return _read_secret(Path(cred_dir) / "mqtt-password", "systemd credential")
+        return read_secret(Path(cred_dir) / "mqtt-password", "systemd credential")
     return None
 
 

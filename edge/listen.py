@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from edge.config import read_secret
 from edge.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -154,12 +156,7 @@ def listen(args) -> int:
 
     if any(c in args.device for c in "#/") or (args.device != "+" and "+" in args.device):
         raise UserError(f"--device {args.device!r} must be one device id, or '+' for all")
-    password = None
-    if args.password_file:
-        try:
-            password = Path(args.password_file).read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read --password-file {args.password_file} ({exc}); fix: a readable one-line text file") from None
+    password = read_secret(args.password_file, "--password-file") if args.password_file else None
     try:
         listener = Listener(args.prefix, sys.stdout, args.json, args.csv, args.sqlite)
     except (OSError, sqlite3.Error) as exc:
@@ -170,7 +167,10 @@ def listen(args) -> int:
     if args.username:
         client.username_pw_set(args.username, password)
     if args.tls or args.ca_file:
-        client.tls_set(ca_certs=args.ca_file, certfile=args.cert_file, keyfile=args.key_file)
+        try:
+            client.tls_set(ca_certs=args.ca_file, certfile=args.cert_file, keyfile=args.key_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise UserError(f"cannot use the TLS files ({exc}); fix: --ca-file (and --cert-file/--key-file) as PEM files") from None
     done = threading.Event()
     count = [0]
     connack: list = []
