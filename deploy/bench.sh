@@ -17,4 +17,4 @@ else
     .venv/bin/emotion-edge bench --faces 1 --label "$host" --json "bench-$host.json"
     echo "wrote bench-$host.json"
 fi
-.venv/bin/emotion-edge bench --models all
+.venv/bin/emotion-edge bench --all-models

@@ -13,7 +13,13 @@ import logging
 import sys
 from pathlib import Path
 
+from edge import assets
 from edge.core.errors import UserError
+
+
+def fmt(v: object, spec: str) -> str:
+    """A number formatted, or "-" where the manifest has none."""
+    return format(v, spec) if isinstance(v, (int, float)) else "-"
 
 
 def _models_table(root: Path | None) -> int:
@@ -24,48 +30,74 @@ def _models_table(root: Path | None) -> int:
     if not manifest.names:
         print(f"no models in {manifest.path}; train them with 'emotion-trainer suite'")
         return 1
-    print(f"{'model':<20} {'labels':<30} {'int8 acc':>8} {'macro-F1':>8} {'float acc':>9} {'agree':>6} {'int8 ms':>7} {'size KB':>7} {'epochs':>6} {'train min':>9}")
+    print(
+        f"{'model':<20} {'labels':<30} {'int8 acc':>8} {'macro-F1':>8} {'float acc':>9} {'agree':>6} {'int8 ms':>7} "
+        f"{'size KB':>7} {'epochs':>6} {'train min':>9}"
+    )
     for name in manifest.names:
         e = manifest.entry(name).data
         m, lat, tr = e.get("metrics") or {}, e.get("latency_ms") or {}, e.get("training") or {}
         i8, fl = m.get("int8") or {}, m.get("float32") or {}
-        fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) else "-"  # noqa: E731
         star = "*" if name == manifest.default_model else " "
-        print(f"{name + star:<20} {','.join(e['labels']):<30} {fmt(i8.get('accuracy'), '8.4f')} "
-              f"{fmt((i8.get('macro') or {}).get('f1'), '8.4f')} {fmt(fl.get('accuracy'), '9.4f')} "
-              f"{fmt(m.get('int8_float_agreement'), '6.3f')} {fmt((lat.get('int8') or {}).get('median'), '7.2f')} "
-              f"{e['variants']['int8']['size_bytes'] / 1024:7.0f} {fmt(tr.get('epochs_run'), '6d')} "
-              f"{fmt(tr['seconds_this_run'] / 60 if tr.get('seconds_this_run') else None, '9.0f')}")
-    print(f"* default model. Metrics: {manifest.path} (split={m.get('split', '-')}, produced by 'emotion-trainer evaluate')")
+        print(
+            f"{name + star:<20} {','.join(e['labels']):<30} {fmt(i8.get('accuracy'), '8.4f')} "
+            f"{fmt((i8.get('macro') or {}).get('f1'), '8.4f')} {fmt(fl.get('accuracy'), '9.4f')} "
+            f"{fmt(m.get('int8_float_agreement'), '6.3f')} {fmt((lat.get('int8') or {}).get('p50'), '7.2f')} "
+            f"{e['variants']['int8']['size_bytes'] / 1024:7.0f} {fmt(tr.get('epochs_run'), '6d')} "
+            f"{fmt(tr['seconds_this_run'] / 60 if tr.get('seconds_this_run') else None, '9.0f')}"
+        )
+    print(
+        f"* default model. Metrics: {manifest.path} (split={m.get('split', '-')}, produced by 'emotion-trainer "
+        "evaluate')"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="emotion-edge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="emotion-edge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    s = sub.add_parser("run", help="run the daemon: camera -> faces -> emotions -> MQTT events",
-                       description="Run until SIGTERM/SIGINT (or the end of a non-looping file source).")
+    s = sub.add_parser(
+        "run",
+        help="run the daemon: camera -> faces -> emotions -> MQTT events",
+        description="Run until SIGTERM/SIGINT (or the end of a non-looping file source).",
+    )
     s.add_argument("--config", type=Path, help="TOML config (default: all defaults: demo clip, MQTT on localhost)")
     s.add_argument("--publisher", choices=("mqtt", "stdout"), help="override the config's publisher")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
-    s = sub.add_parser("check-config", help="parse and check a config, the model and the camera settings; exit 0 if usable")
+    s = sub.add_parser(
+        "check-config", help="parse and check a config, the model and the camera settings; exit 0 if usable"
+    )
     s.add_argument("--config", type=Path, required=True)
     sub.add_parser("example-config", help="print the fully documented example config (all defaults)")
-    s = sub.add_parser("demo", help="the daemon on the built-in clip: MQTT to a local broker when one answers, else stdout")
+    s = sub.add_parser(
+        "demo", help="the daemon on the built-in clip: MQTT to a local broker when one answers, else stdout"
+    )
     s.add_argument("--duration", type=float, default=20.0, help="seconds to run (default %(default)s)")
     s.add_argument("--host", default="localhost")
     s.add_argument("--port", type=int, default=1883)
-    s = sub.add_parser("fetch", help="fetch the BlazeFace detectors and the demo image (sha256-checked) into models/")
-    s.add_argument("names", nargs="*")
-    s.add_argument("--wheel-dir", type=Path)
-    s.add_argument("--force", action="store_true")
-    s = sub.add_parser("bench", help="benchmark the pipeline (FPS, per-stage latency) or every model on this hardware",
-                       description="Real pipeline on a synthetic clip (default), a video file or the config's camera, after a "
-                                   "warm-up. Prints a table; --json writes the machine-readable result.")
-    s.add_argument("--source", default="synthetic", help="'synthetic' (N astronaut faces), 'demo', a video file, or 'config'")
+    s = sub.add_parser(
+        "fetch",
+        help="fetch the BlazeFace detectors and the demo image (sha256-checked) into models/",
+        description="Download the pinned mediapipe/scikit-image wheels from PyPI (or read them from --wheel-dir), "
+        "check their sha256, and extract the face detectors and the demo image; then build the demo clip.",
+    )
+    assets.add_arguments(s)
+    s = sub.add_parser(
+        "bench",
+        help="benchmark the pipeline (FPS, per-stage latency) or every model on this hardware",
+        description="Real pipeline on a synthetic clip (default), a video file or the config's camera, after a "
+        "warm-up. Prints a table; --json writes the machine-readable result.",
+    )
+    s.add_argument(
+        "--source", default="synthetic", help="'synthetic' (N astronaut faces), 'demo', a video file, or 'config'"
+    )
     s.add_argument("--config", type=Path, help="config for --source config (and model/detector defaults)")
-    s.add_argument("--faces", type=int, default=1, choices=range(0, 7), metavar="N", help="faces in the synthetic clip (0-6)")
+    s.add_argument(
+        "--faces", type=int, default=1, choices=range(0, 7), metavar="N", help="faces in the synthetic clip (0-6)"
+    )
     s.add_argument("--size", default="640x480", help="synthetic frame size WxH (default %(default)s)")
     s.add_argument("--frames", type=int, default=300)
     s.add_argument("--warmup", type=int, default=30)
@@ -73,23 +105,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", choices=("int8", "float32"), default="int8")
     s.add_argument("--detector", choices=("blazeface-short", "blazeface-full"))
     s.add_argument("--threads", type=int, help="interpreter threads for detector and classifier")
-    s.add_argument("--models", dest="models_mode", choices=("all",), help="'all': latency and size of every shipped model")
-    s.add_argument("--compare-fer", action="store_true", help="also run the 'fer' package's pipeline on the same frames")
-    s.add_argument("--compare", type=Path, help="reference JSON (tests/bench/reference/<device>.json) to compare with")
+    s.add_argument(
+        "--all-models", action="store_true", help="per-face latency and size of every shipped model (no pipeline)"
+    )
+    s.add_argument(
+        "--compare-fer", action="store_true", help="also run the 'fer' package's pipeline on the same frames"
+    )
+    s.add_argument(
+        "--compare",
+        type=Path,
+        help="reference JSON (tests/bench/reference/<device>.json): exit 1 when a number is worse beyond --tolerance",
+    )
+    s.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.25,
+        help="allowed shortfall against --compare, as a fraction (default %(default)s: 25%% fewer FPS or more ms)",
+    )
     s.add_argument("--json", type=Path, help="write the result as JSON here (usable as a --compare reference)")
     s.add_argument("--label", help="a name for this device in the JSON, e.g. 'Raspberry Pi 5, 8 GB'")
-    s = sub.add_parser("soak", help="run the daemon for a long time on a camera-paced source; RSS and CPU per interval",
-                       description="The daemon itself (no broker: a null publisher that still serialises every payload) on "
-                                   "the built-in demo clip paced at 30 fps, or on --config's camera. Prints a line per "
-                                   "interval; --json writes the series.")
+    s = sub.add_parser(
+        "soak",
+        help="run the daemon for a long time on a camera-paced source; RSS and CPU per interval",
+        description="The daemon itself (no broker: a null publisher that still serialises every payload) on "
+        "the built-in demo clip paced at 30 fps, or on --config's camera. Prints a line per "
+        "interval; --json writes the series.",
+    )
     s.add_argument("--minutes", type=float, default=30.0, help="how long (default %(default)s)")
     s.add_argument("--interval-s", type=float, default=60.0, help="sampling interval (default %(default)s)")
     s.add_argument("--config", type=Path, help="use this config's camera and model (default: the demo clip at 30 fps)")
     s.add_argument("--json", type=Path, help="write the series here")
-    s = sub.add_parser("listen", help="subscribe to emotion events: de-duplicated, gaps reported per device",
-                       description="The reference subscriber of the MQTT contract: one device or all, QoS 1, events "
-                                   "de-duplicated by id, every gap in a stream's seq reported (a drop), human lines or "
-                                   "JSON lines; optionally appended to CSV or SQLite. A per-stream summary on exit.")
+    s = sub.add_parser(
+        "listen",
+        help="subscribe to emotion events: de-duplicated, gaps reported per device",
+        description="The reference subscriber of the MQTT contract: one device or all, QoS 1, events "
+        "de-duplicated by id, every gap in a stream's seq reported (a drop), human lines or "
+        "JSON lines; optionally appended to CSV or SQLite. A per-stream summary on exit.",
+    )
     s.add_argument("--host", default="localhost")
     s.add_argument("--port", type=int, default=1883)
     s.add_argument("--prefix", default="emotion-edge", help="topic prefix (default %(default)s)")
@@ -100,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ca-file")
     s.add_argument("--cert-file")
     s.add_argument("--key-file")
-    s.add_argument("--client-id", help="a fixed client id: a persistent session, so the broker queues events while away")
+    s.add_argument(
+        "--client-id", help="a fixed client id: a persistent session, so the broker queues events while away"
+    )
     s.add_argument("--json", action="store_true", help="JSON lines (events, summaries, status, stats, gap records)")
     s.add_argument("--csv", type=Path, help="append events to this CSV file")
     s.add_argument("--sqlite", type=Path, help="append events to this SQLite database (table events)")
@@ -108,8 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, help="stop after this many events")
     s = sub.add_parser("models", help="list the shipped models and their evaluated metrics")
     s.add_argument("--models", type=Path, help="models folder (default: the package's models/)")
-    s = sub.add_parser("analyze", help="emotions of faces in images, folders or video files",
-                       description="One line per face: file, frame, box, emotion, confidence, probabilities.")
+    s = sub.add_parser(
+        "analyze",
+        help="emotions of faces in images, folders or video files",
+        description="One line per face: file, frame, box, emotion, confidence, probabilities.",
+    )
     s.add_argument("path", type=Path)
     s.add_argument("--model", help="model name (default: the manifest's default, multiclass4-resnet)")
     s.add_argument("--variant", choices=("int8", "float32"), default="int8")
@@ -125,15 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.cmd in ("analyze", "models", "example-config", "check-config", "bench", "listen")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.cmd == "fetch":
-            from edge import assets
             from edge.camera.demo import demo_clip_path
 
-            rc = assets.main([*args.names, *(["--wheel-dir", str(args.wheel_dir)] if args.wheel_dir else []),
-                              *(["--force"] if args.force else [])])
+            rc = assets.main(args)
             print(f"ok {demo_clip_path()}")
             return rc
         if args.cmd in ("run", "check-config", "example-config", "demo"):
@@ -170,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             for rec in analyze(args.path, clf, det, max(1, args.every), skipped):
                 print(format_line(rec, args.json), flush=True)
             if skipped.files:
-                print(f"emotion-edge: analyze: skipped {len(skipped.files)} unreadable file(s) (warned above)", file=sys.stderr)
+                print(
+                    f"emotion-edge: analyze: skipped {len(skipped.files)} unreadable file(s) (warned above)",
+                    file=sys.stderr,
+                )
             return 0
     except UserError as exc:
         print(f"emotion-edge: error: {exc}", file=sys.stderr)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -14,9 +14,9 @@ import numpy as np
 from edge.core.errors import UserError
 from edge.core.imageio import read_image
 from edge.core.paths import IMAGE_SUFFIXES
+from edge.core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
-from edge.core.preprocess import preprocess_face
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mjpeg"}
 
@@ -39,7 +39,9 @@ def iter_frames(path: Path, every: int = 1, skipped: Skipped | None = None) -> I
     if not path.exists():
         raise UserError(f"{path} does not exist; fix: pass an image, a video file or a folder of them")
     if path.is_dir():
-        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and f.is_file())
+        files = sorted(
+            f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and f.is_file()
+        )
         if not files:
             raise UserError(f"{path} holds no images or videos ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
     elif not stat.S_ISREG(path.stat().st_mode):
@@ -63,7 +65,7 @@ def iter_frames(path: Path, every: int = 1, skipped: Skipped | None = None) -> I
                 bad(f, "a video OpenCV cannot open or read (corrupt, empty or an unsupported codec)")
                 continue
             i = 0
-            while ok:
+            while ok and frame is not None:
                 if i % every == 0:
                     yield str(f), i, frame
                 i += 1
@@ -86,9 +88,17 @@ def analyze(path: Path, classifier, detector, every: int = 1, skipped: Skipped |
         for face_i, box in enumerate(detector.detect(frame)):
             pred = classifier.classify(preprocess_face(frame, None if whole_frame else box, classifier.spec))
             label, conf = pred.top
-            yield {"file": file, "frame": idx, "face": face_i, "box": [round(v, 4) for v in box.normalised(w, h)],
-                   "detector_score": round(box.score, 4), "emotion": label, "confidence": round(conf, 4),
-                   "probabilities": pred.as_dict(), "model": classifier.name}
+            yield {
+                "file": file,
+                "frame": idx,
+                "face": face_i,
+                "box": [round(v, 4) for v in box.normalised(w, h)],
+                "detector_score": round(box.score, 4),
+                "emotion": label,
+                "confidence": round(conf, 4),
+                "probabilities": pred.as_dict(),
+                "model": classifier.name,
+            }
 
 
 def format_line(rec: dict, as_json: bool) -> str:

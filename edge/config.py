@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,16 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 
-def opt(default: Any, doc: str, choices: tuple | None = None, *, ge: float | None = None, gt: float | None = None,
-        le: float | None = None, lt: float | None = None):
+def opt(
+    default: Any,
+    doc: str,
+    choices: tuple | None = None,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+):
     """A config field: default, one-line description, and the allowed choices or numeric range."""
     return field(default=default, metadata={"doc": doc, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt})
 
@@ -44,9 +53,12 @@ CAMERA_TYPES = ("demo", "file", "images", "opencv", "gstreamer", "stream", "pica
 class CameraConfig:
     """Where frames come from."""
 
-    type: str = opt("demo", "demo (built-in clip), file (video), images (folder), opencv (USB/V4L2), "
-                            "gstreamer (pipeline string, e.g. Jetson CSI), stream (RTSP/HTTP URL), picamera2 (Pi camera)",
-                    CAMERA_TYPES)
+    type: str = opt(
+        "demo",
+        "demo (built-in clip), file (video), images (folder), opencv (USB/V4L2), "
+        "gstreamer (pipeline string, e.g. Jetson CSI), stream (RTSP/HTTP URL), picamera2 (Pi camera)",
+        CAMERA_TYPES,
+    )
     name: str = opt("cam0", "camera name published in every event")
     path: str = opt("", "file: video path; images: folder; opencv: device path such as /dev/video0")
     index: int = opt(0, "opencv: device index when path is empty", ge=0, le=255)
@@ -54,20 +66,30 @@ class CameraConfig:
     pipeline: str = opt("", "gstreamer: pipeline ending in appsink (needs OpenCV built with GStreamer)")
     width: int = opt(640, "requested frame width (opencv, picamera2)", ge=16, le=8192)
     height: int = opt(480, "requested frame height (opencv, picamera2)", ge=16, le=8192)
-    fps: float = opt(30.0, "requested frame rate; file/images/demo sources are paced to it when realtime = true", gt=0, le=240)
+    fps: float = opt(
+        30.0, "requested frame rate; file/images/demo sources are paced to it when realtime = true", gt=0, le=240
+    )
     loop: bool = opt(True, "file/images/demo: start again at the end")
     realtime: bool = opt(True, "file/images/demo: pace frames like a camera (false: as fast as they decode)")
     reconnect_max_s: float = opt(30.0, "longest wait between attempts to reopen a lost camera or stream", gt=0, le=3600)
-    frame_timeout_s: float = opt(20.0, "no frame for this long: the camera is reopened (a hung read is abandoned); "
-                                       "if reopening hangs too, the systemd watchdog restarts the service", ge=2, le=600)
+    frame_timeout_s: float = opt(
+        20.0,
+        "no frame for this long: the camera is reopened (a hung read is abandoned); "
+        "if reopening hangs too, the systemd watchdog restarts the service",
+        ge=2,
+        le=600,
+    )
 
 
 @dataclass
 class DetectorConfig:
     """Face detection (BlazeFace)."""
 
-    type: str = opt("blazeface-short", "blazeface-short (faces within ~2 m) or blazeface-full (surveillance distances)",
-                    ("blazeface-short", "blazeface-full"))
+    type: str = opt(
+        "blazeface-short",
+        "blazeface-short (faces within ~2 m) or blazeface-full (surveillance distances)",
+        ("blazeface-short", "blazeface-full"),
+    )
     score_threshold: float = opt(0.5, "minimum detection score", gt=0, lt=1)
     iou_threshold: float = opt(0.3, "boxes overlapping more than this are merged (weighted NMS)", gt=0, le=1)
     min_face_px: int = opt(20, "ignore faces smaller than this (pixels, shorter side)", ge=1, le=4096)
@@ -79,8 +101,11 @@ class DetectorConfig:
 class ClassifierConfig:
     """Emotion classification."""
 
-    model: str = opt("", "model name from models/manifest.json, e.g. multiclass4-resnet (default: the manifest's "
-                         "default_model, the production multiclass4-resnet); list them with 'emotion-edge models'")
+    model: str = opt(
+        "",
+        "model name from models/manifest.json, e.g. multiclass4-resnet (default: the manifest's "
+        "default_model, the production multiclass4-resnet); list them with 'emotion-edge models'",
+    )
     variant: str = opt("int8", "int8 (fast on Arm) or float32", ("int8", "float32"))
     threads: int = opt(1, "interpreter threads", ge=1, le=64)
     models_dir: str = opt("", "folder with manifest.json (default: $EMOTION_EDGE_MODELS or the package's models/)")
@@ -90,11 +115,17 @@ class ClassifierConfig:
 class TrackingConfig:
     """Track faces across frames and emit events only on appear / change / leave."""
 
-    iou_threshold: float = opt(0.3, "a detection continues a track when their boxes overlap at least this much", gt=0, le=1)
+    iou_threshold: float = opt(
+        0.3, "a detection continues a track when their boxes overlap at least this much", gt=0, le=1
+    )
     max_missing_s: float = opt(1.0, "a track that is not seen for this long has left", gt=0, le=3600)
-    smoothing: float = opt(0.3, "weight of the newest frame in the exponential moving average of probabilities (1 = none)", gt=0, le=1)
+    smoothing: float = opt(
+        0.3, "weight of the newest frame in the exponential moving average of probabilities (1 = none)", gt=0, le=1
+    )
     min_confidence: float = opt(0.5, "smoothed probability an emotion needs before it is reported", ge=0, le=1)
-    min_duration_s: float = opt(0.5, "an emotion must hold this long before a change is reported (hysteresis)", ge=0, le=3600)
+    min_duration_s: float = opt(
+        0.5, "an emotion must hold this long before a change is reported (hysteresis)", ge=0, le=3600
+    )
 
 
 @dataclass
@@ -119,12 +150,19 @@ class MQTTConfig:
     password_file: str = opt("", "file holding the password (default: $CREDENTIALS_DIRECTORY/mqtt-password when set)")
     keepalive_s: int = opt(30, "keepalive interval", ge=5, le=65535)
     topic_prefix: str = opt("emotion-edge", "topics are <topic_prefix>/<device_id>/{events,status,stats,summary}")
-    connect_timeout_s: float = opt(10.0, "how long start-up waits for the first CONNACK before running offline", ge=0, le=300)
+    connect_timeout_s: float = opt(
+        10.0, "how long start-up waits for the first CONNACK before running offline", ge=0, le=300
+    )
     reconnect_min_s: int = opt(1, "first reconnect delay (paho backoff doubles it)", ge=1, le=3600)
     reconnect_max_s: int = opt(60, "longest reconnect delay", ge=1, le=86400)
-    outbox_path: str = opt("", "SQLite outbox for events while the broker is away "
-                               "(default: $STATE_DIRECTORY/outbox.sqlite or ~/.local/state/emotion-edge/outbox.sqlite)")
-    outbox_max_events: int = opt(100000, "outbox bound; when full the oldest events are dropped and counted", ge=1, le=10_000_000)
+    outbox_path: str = opt(
+        "",
+        "SQLite outbox for events while the broker is away "
+        "(default: $STATE_DIRECTORY/outbox.sqlite or ~/.local/state/emotion-edge/outbox.sqlite)",
+    )
+    outbox_max_events: int = opt(
+        100000, "outbox bound; when full the oldest events are dropped and counted", ge=1, le=10_000_000
+    )
     tls: TLSConfig = sub(TLSConfig)
 
 
@@ -140,11 +178,16 @@ class HomeAssistantConfig:
 class Config:
     """emotion-edge daemon configuration."""
 
-    device_id: str = opt("", "device id in topics, payloads, MQTT client id and the Home Assistant device: one per camera "
-                             "(default: the host name; '<host>-<name>' under emotion-edge@<name>.service)")
+    device_id: str = opt(
+        "",
+        "device id in topics, payloads, MQTT client id and the Home Assistant device: one per camera "
+        "(default: the host name; '<host>-<name>' under emotion-edge@<name>.service)",
+    )
     publisher: str = opt("mqtt", "mqtt, or stdout (JSON lines, no broker)", ("mqtt", "stdout"))
     aggregate_only: bool = opt(False, "privacy mode: publish no per-face events, only periodic summaries")
-    summary_interval_s: float = opt(0.0, "publish counts per emotion every N seconds (0: off; 60 when aggregate_only)", ge=0, le=86400)
+    summary_interval_s: float = opt(
+        0.0, "publish counts per emotion every N seconds (0: off; 60 when aggregate_only)", ge=0, le=86400
+    )
     stats_interval_s: float = opt(10.0, "publish pipeline statistics every N seconds", gt=0, le=86400)
     publish_images: bool = opt(False, "reserved: images never leave the device in this version; true is refused")
     camera: CameraConfig = sub(CameraConfig)
@@ -185,7 +228,9 @@ def _build(cls, data: dict, where: str):
             kwargs[key] = _build(hint_t, value, f"{where}{key}.")
             continue
         if not _type_ok(value, hint_t):
-            raise UserError(f"config key '{where}{key}' must be {hint_t.__name__}, got {type(value).__name__} {value!r}")
+            raise UserError(
+                f"config key '{where}{key}' must be {hint_t.__name__}, got {type(value).__name__} {value!r}"
+            )
         meta = known[key].metadata
         choices = meta.get("choices")
         if choices and value not in choices:
@@ -195,32 +240,48 @@ def _build(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
-def _range_text(meta: dict) -> str:
-    parts = [f"{op} {meta[k]:g}" for k, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if meta.get(k) is not None]
+def _range_text(meta: Mapping[str, Any]) -> str:
+    parts = [
+        f"{op} {meta[k]:g}"
+        for k, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+        if meta.get(k) is not None
+    ]
     return " and ".join(parts)
 
 
-def _check_range(key: str, value: Any, meta: dict) -> None:
+def _check_range(key: str, value: Any, meta: Mapping[str, Any]) -> None:
     """Numbers must lie in the field's declared range (NaN never does)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     ge, gt, le, lt = (meta.get(k) for k in ("ge", "gt", "le", "lt"))
-    bad = (value != value or (ge is not None and value < ge) or (gt is not None and value <= gt)
-           or (le is not None and value > le) or (lt is not None and value >= lt))
+    bad = (
+        value != value
+        or (ge is not None and value < ge)
+        or (gt is not None and value <= gt)
+        or (le is not None and value > le)
+        or (lt is not None and value >= lt)
+    )
     if bad:
         raise UserError(f"config key '{key}' = {value!r} is out of range; fix: use a value {_range_text(meta)}")
 
 
-# MQTT topic levels: wildcards, NUL and a leading '$' (broker-internal topics) are never valid in a name we publish under.
+# MQTT topic levels: wildcards, NUL and a leading '$' (broker-internal topics) never name a topic we publish.
 _TOPIC_BAD = ("+", "#", "\0")
 
 
 def _check_topic_part(key: str, value: str, allow_slash: bool) -> None:
     bad = [c for c in _TOPIC_BAD if c in value] + (["/"] if not allow_slash and "/" in value else [])
-    if not value.strip() or bad or value.startswith("$") or (allow_slash and ("//" in value or value.strip("/") != value)):
+    if (
+        not value.strip()
+        or bad
+        or value.startswith("$")
+        or (allow_slash and ("//" in value or value.strip("/") != value))
+    ):
         shown = ", ".join(repr(c) for c in bad) or "an empty level, a leading '$' or a leading/trailing '/'"
-        raise UserError(f"config key '{key}' = {value!r} cannot be used in an MQTT topic ({shown}); "
-                        "fix: use letters, digits, '-' and '_'" + (" (levels separated by '/')" if allow_slash else ""))
+        raise UserError(
+            f"config key '{key}' = {value!r} cannot be used in an MQTT topic ({shown}); "
+            "fix: use letters, digits, '-' and '_'" + (" (levels separated by '/')" if allow_slash else "")
+        )
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -236,7 +297,9 @@ def load_config(path: str | Path | None) -> Config:
         except IsADirectoryError:
             raise UserError(f"config path {p} is a directory; fix: pass the TOML file itself") from None
         except PermissionError:
-            raise UserError(f"config file {p} cannot be read by this user; fix: chmod 0644 it (it holds no secrets)") from None
+            raise UserError(
+                f"config file {p} cannot be read by this user; fix: chmod 0644 it (it holds no secrets)"
+            ) from None
         except UnicodeDecodeError as exc:
             raise UserError(f"config file {p} is not UTF-8 text (byte {exc.start}); fix: save it as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
@@ -261,9 +324,16 @@ def _instance_defaults(cfg: Config, data: dict) -> None:
 
 def validate(cfg: Config) -> None:
     if cfg.publish_images:
-        raise UserError("publish_images = true is not supported: images and face crops never leave the device; fix: remove it")
+        raise UserError(
+            "publish_images = true is not supported: images and face crops never leave the device; fix: remove it"
+        )
     c = cfg.camera
-    need = {"file": ("path", c.path), "images": ("path", c.path), "stream": ("url", c.url), "gstreamer": ("pipeline", c.pipeline)}
+    need = {
+        "file": ("path", c.path),
+        "images": ("path", c.path),
+        "stream": ("url", c.url),
+        "gstreamer": ("pipeline", c.pipeline),
+    }
     if c.type in need and not need[c.type][1]:
         raise UserError(f"camera.type = '{c.type}' needs camera.{need[c.type][0]}; fix: set it in [camera]")
     if c.type in ("file", "images") and not Path(c.path).exists():
@@ -272,14 +342,18 @@ def validate(cfg: Config) -> None:
     if not m.host.strip():
         raise UserError("config key 'mqtt.host' is empty; fix: set the broker's host name or address")
     if m.reconnect_min_s > m.reconnect_max_s:
-        raise UserError(f"mqtt.reconnect_min_s ({m.reconnect_min_s}) is larger than mqtt.reconnect_max_s ({m.reconnect_max_s}); "
-                        "fix: make the first delay the smaller")
+        raise UserError(
+            f"mqtt.reconnect_min_s ({m.reconnect_min_s}) is larger than mqtt.reconnect_max_s ({m.reconnect_max_s}); "
+            "fix: make the first delay the smaller"
+        )
     _check_topic_part("device_id", cfg.device_id, allow_slash=False)
     _check_topic_part("camera.name", c.name, allow_slash=False)
     _check_topic_part("mqtt.topic_prefix", m.topic_prefix, allow_slash=True)
     _check_topic_part("homeassistant.discovery_prefix", cfg.homeassistant.discovery_prefix, allow_slash=True)
     if m.client_id and any(ch in m.client_id for ch in _TOPIC_BAD):
-        raise UserError(f"config key 'mqtt.client_id' = {m.client_id!r} contains '+', '#' or NUL; fix: use letters, digits, '-'")
+        raise UserError(
+            f"config key 'mqtt.client_id' = {m.client_id!r} contains '+', '#' or NUL; fix: use letters, digits, '-'"
+        )
     pw = m.password_file
     if pw and not Path(pw).is_file():
         raise UserError(f"mqtt.password_file {pw} not found; fix: create it (mode 0600) or use a systemd credential")
@@ -300,16 +374,20 @@ def _check_tls(tls: TLSConfig) -> None:
         if tls.ca_file:
             ctx.load_verify_locations(cafile=tls.ca_file)
     except (ssl.SSLError, OSError, ValueError) as exc:
-        raise UserError(f"mqtt.tls.ca_file {tls.ca_file} is not a usable PEM CA certificate ({exc}); fix: point it at the "
-                        "broker's CA certificate") from None
+        raise UserError(
+            f"mqtt.tls.ca_file {tls.ca_file} is not a usable PEM CA certificate ({exc}); fix: point it at the "
+            "broker's CA certificate"
+        ) from None
     if bool(tls.cert_file) != bool(tls.key_file):
         raise UserError("mqtt.tls.cert_file and mqtt.tls.key_file go together; fix: set both (mutual TLS) or neither")
     if tls.cert_file:
         try:
             ctx.load_cert_chain(tls.cert_file, tls.key_file)
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise UserError(f"mqtt.tls.cert_file/key_file cannot be used ({exc}); fix: a PEM certificate and its own "
-                            "unencrypted private key") from None
+            raise UserError(
+                f"mqtt.tls.cert_file/key_file cannot be used ({exc}); fix: a PEM certificate and its own "
+                "unencrypted private key"
+            ) from None
 
 
 def read_secret(path: Path, what: str) -> str:
@@ -317,8 +395,10 @@ def read_secret(path: Path, what: str) -> str:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise UserError(f"{what} {path} cannot be read ({exc.strerror}); fix: make it readable by the service user "
-                        "(or use the systemd credential 'mqtt-password')") from None
+        raise UserError(
+            f"{what} {path} cannot be read ({exc.strerror}); fix: make it readable by the service user "
+            "(or use the systemd credential 'mqtt-password')"
+        ) from None
     try:
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -346,8 +426,11 @@ def mqtt_password(cfg: MQTTConfig) -> str | None:
 
 def example_toml() -> str:
     """The documented example config, generated from the dataclasses (all defaults)."""
-    lines = ["# emotion-edge configuration. Every key is optional; shown values are the defaults.",
-             "# Unknown keys are errors. Check with: emotion-edge check-config --config FILE", ""]
+    lines = [
+        "# emotion-edge configuration. Every key is optional; shown values are the defaults.",
+        "# Unknown keys are errors. Check with: emotion-edge check-config --config FILE",
+        "",
+    ]
 
     def render(cls, prefix: str) -> None:
         tables = []
@@ -355,7 +438,7 @@ def example_toml() -> str:
             if is_dataclass(f.type if not isinstance(f.type, str) else typing.get_type_hints(cls)[f.name]):
                 tables.append(f)
                 continue
-            default = f.default if f.default is not MISSING else f.default_factory()
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
             lines.append(f"# {f.metadata['doc']}")
             if f.name == "device_id":
                 lines.append('#device_id = "cam-entrance"')
@@ -377,4 +460,3 @@ def toml_value(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(v)
-

@@ -21,8 +21,9 @@ class Notifier:
         self.addr = ("\0" + addr[1:]) if addr and addr.startswith("@") else addr
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
-        enabled = usec and usec.isdigit() and (not pid or pid == str(os.getpid()))
-        self.watchdog_interval_s = int(usec) / 1e6 / 2.0 if enabled else None  # ping at half the timeout
+        enabled = usec is not None and usec.isdigit() and (not pid or pid == str(os.getpid()))
+        # ping at half the timeout
+        self.watchdog_interval_s = int(usec) / 1e6 / 2.0 if usec is not None and enabled else None
         self._last_ping = 0.0
 
     def send(self, message: str) -> None:
@@ -67,9 +68,14 @@ def soc_health() -> dict:
             res = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=2)
             value = int(res.stdout.strip().split("=")[-1], 16)
             # bit 0 under-voltage now, 1 frequency capped, 2 throttled, 3 soft temp limit; 16-19: has occurred
-            out["throttled"] = {"raw": hex(value), "under_voltage": bool(value & 1), "freq_capped": bool(value & 2),
-                                "throttled": bool(value & 4), "soft_temp_limit": bool(value & 8),
-                                "has_occurred": bool(value & 0xF0000)}
+            out["throttled"] = {
+                "raw": hex(value),
+                "under_voltage": bool(value & 1),
+                "freq_capped": bool(value & 2),
+                "throttled": bool(value & 4),
+                "soft_temp_limit": bool(value & 8),
+                "has_occurred": bool(value & 0xF0000),
+            }
         except (OSError, ValueError, subprocess.SubprocessError):
             pass
     return out

@@ -15,7 +15,6 @@ import sqlite3
 import ssl
 import sys
 import threading
-import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +41,14 @@ class StreamState:
 class Listener:
     """Everything but the network: feed it (topic, payload) pairs; it de-duplicates, accounts and writes."""
 
-    def __init__(self, prefix: str, out: TextIO, as_json: bool = False, csv_path: Path | None = None,
-                 sqlite_path: Path | None = None):
+    def __init__(
+        self,
+        prefix: str,
+        out: TextIO,
+        as_json: bool = False,
+        csv_path: Path | None = None,
+        sqlite_path: Path | None = None,
+    ):
         self.prefix = prefix.rstrip("/")
         self.out = out
         self.as_json = as_json
@@ -51,7 +56,7 @@ class Listener:
         self.streams: dict[tuple[str, str], StreamState] = defaultdict(StreamState)
         self.status: dict[str, str] = {}
         self.lock = threading.Lock()
-        self.csv_file = None
+        self.csv_file: TextIO | None = None
         self.csv = None
         if csv_path:
             new = not csv_path.exists() or csv_path.stat().st_size == 0
@@ -62,8 +67,10 @@ class Listener:
         self.db = None
         if sqlite_path:
             self.db = sqlite3.connect(str(sqlite_path), check_same_thread=False)  # written from paho's thread
-            self.db.execute("CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, seq INTEGER, device_id TEXT, camera TEXT, "
-                            "timestamp TEXT, type TEXT, track_id INTEGER, emotion TEXT, confidence REAL, payload TEXT)")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, seq INTEGER, device_id TEXT, camera TEXT, "
+                "timestamp TEXT, type TEXT, track_id INTEGER, emotion TEXT, confidence REAL, payload TEXT)"
+            )
 
     def _emit(self, record: dict, line: str) -> None:
         self.out.write((json.dumps(record) if self.as_json else line) + "\n")
@@ -75,34 +82,41 @@ class Listener:
             return bool(self._handle(topic, raw))
 
     def _handle(self, topic: str, raw: bytes) -> bool | None:
-        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else topic
+        rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else topic
         parts = rest.split("/")
         if len(parts) != 2:
-            return  # not part of the contract (e.g. a deeper topic)
+            return None  # not part of the contract (e.g. a deeper topic)
         device, kind = parts
         if not raw:
-            return  # a cleared retained message
+            return None  # a cleared retained message
         try:
             payload = json.loads(raw)
         except ValueError:
             self._emit({"warning": "not JSON", "topic": topic}, f"! {topic}: payload is not JSON")
-            return
+            return None
         if kind in ("events", "summary"):
             return self._durable(device, kind, payload, topic) and kind == "events"
         elif kind == "status":
             state = payload.get("state")
             if self.status.get(device) != state:
                 self.status[device] = state
-                self._emit({"topic": topic, "payload": payload}, f"{payload.get('timestamp') or '-':<24} {device:<16} status {state}")
+                self._emit(
+                    {"topic": topic, "payload": payload},
+                    f"{payload.get('timestamp') or '-':<24} {device:<16} status {state}",
+                )
         elif kind == "state" and not self.as_json:
-            self._emit({}, f"{payload.get('timestamp', '-'):<24} {device:<16} state  {payload.get('dominant_emotion')} "
-                           f"({payload.get('faces')} faces: {payload.get('counts')})")
+            self._emit(
+                {},
+                f"{payload.get('timestamp', '-'):<24} {device:<16} state  {payload.get('dominant_emotion')} "
+                f"({payload.get('faces')} faces: {payload.get('counts')})",
+            )
         elif self.as_json:
             self._emit({"topic": topic, "payload": payload}, "")
+        return None
 
     def _durable(self, device: str, kind: str, p: dict, topic: str) -> bool:
         st = self.streams[(device, kind)]
-        pid, seq = p.get("id"), p.get("seq")
+        pid, seq = str(p.get("id")), p.get("seq")
         if pid in self.seen:
             st.duplicates += 1  # at-least-once delivery: the same event again
             return False
@@ -115,22 +129,49 @@ class Listener:
                 first, last = st.last_seq + 1, seq - 1
                 st.gaps.append((first, last))
                 st.missing += last - first + 1
-                self._emit({"gap": {"device_id": device, "stream": kind, "first": first, "last": last, "missing": last - first + 1}},
-                           f"! GAP {device} {kind}: seq {first}..{last} missing ({last - first + 1} dropped)")
+                self._emit(
+                    {
+                        "gap": {
+                            "device_id": device,
+                            "stream": kind,
+                            "first": first,
+                            "last": last,
+                            "missing": last - first + 1,
+                        }
+                    },
+                    f"! GAP {device} {kind}: seq {first}..{last} missing ({last - first + 1} dropped)",
+                )
             elif st.last_seq is not None and seq <= st.last_seq:
-                self._emit({"restart": {"device_id": device, "stream": kind, "seq": seq, "previous": st.last_seq}},
-                           f"! {device} {kind}: seq went back from {st.last_seq} to {seq} (a new outbox: see its log)")
+                self._emit(
+                    {"restart": {"device_id": device, "stream": kind, "seq": seq, "previous": st.last_seq}},
+                    f"! {device} {kind}: seq went back from {st.last_seq} to {seq} (a new outbox: see its log)",
+                )
             st.last_seq = seq
         if kind == "events":
-            line = (f"{p.get('timestamp', '-'):<24} {device:<16} {p.get('camera', '-'):<8} #{seq:<6} {p.get('type', '?'):<7} "
-                    f"track {p.get('track_id')}: {p.get('emotion')} ({p.get('confidence')})")
-            if self.csv:
+            line = (
+                f"{p.get('timestamp', '-'):<24} {device:<16} {p.get('camera', '-'):<8} #{seq:<6} "
+                f"{p.get('type', '?'):<7} "
+                f"track {p.get('track_id')}: {p.get('emotion')} ({p.get('confidence')})"
+            )
+            if self.csv and self.csv_file:
                 self.csv.writerow({k: p.get(k) for k in CSV_FIELDS})
                 self.csv_file.flush()
             if self.db is not None:
-                self.db.execute("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                (pid, seq, p.get("device_id"), p.get("camera"), p.get("timestamp"), p.get("type"),
-                                 p.get("track_id"), p.get("emotion"), p.get("confidence"), json.dumps(p)))
+                self.db.execute(
+                    "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        pid,
+                        seq,
+                        p.get("device_id"),
+                        p.get("camera"),
+                        p.get("timestamp"),
+                        p.get("type"),
+                        p.get("track_id"),
+                        p.get("emotion"),
+                        p.get("confidence"),
+                        json.dumps(p),
+                    ),
+                )
                 self.db.commit()
         else:
             line = f"{p.get('timestamp', '-'):<24} {device:<16} summary #{seq}: {p.get('counts')}"
@@ -140,8 +181,10 @@ class Listener:
     def summary(self) -> list[str]:
         lines = []
         for (device, kind), st in sorted(self.streams.items()):
-            lines.append(f"{device} {kind}: {st.received} received, {st.duplicates} duplicate(s) dropped, "
-                         f"{st.missing} missing in {len(st.gaps)} gap(s)")
+            lines.append(
+                f"{device} {kind}: {st.received} received, {st.duplicates} duplicate(s) dropped, "
+                f"{st.missing} missing in {len(st.gaps)} gap(s)"
+            )
         return lines
 
     def close(self) -> None:
@@ -162,15 +205,18 @@ def listen(args) -> int:
     except (OSError, sqlite3.Error) as exc:
         raise UserError(f"cannot open --csv/--sqlite for appending ({exc}); fix: a writable path") from None
     topic = f"{args.prefix.rstrip('/')}/{args.device}/#"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id or "",
-                         clean_session=not args.client_id)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id or "", clean_session=not args.client_id
+    )
     if args.username:
         client.username_pw_set(args.username, password)
     if args.tls or args.ca_file:
         try:
             client.tls_set(ca_certs=args.ca_file, certfile=args.cert_file, keyfile=args.key_file)
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise UserError(f"cannot use the TLS files ({exc}); fix: --ca-file (and --cert-file/--key-file) as PEM files") from None
+            raise UserError(
+                f"cannot use the TLS files ({exc}); fix: --ca-file (and --cert-file/--key-file) as PEM files"
+            ) from None
     done = threading.Event()
     count = [0]
     connack: list = []
@@ -193,7 +239,9 @@ def listen(args) -> int:
     try:
         client.connect(args.host, args.port, keepalive=30)
     except OSError as exc:
-        raise UserError(f"cannot connect to the broker at {args.host}:{args.port} ({exc}); fix: check --host/--port (and --tls)") from None
+        raise UserError(
+            f"cannot connect to the broker at {args.host}:{args.port} ({exc}); fix: check --host/--port (and --tls)"
+        ) from None
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *a: done.set())
     client.loop_start()

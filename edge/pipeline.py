@@ -1,4 +1,4 @@
-"""The frame loop, written only against the interfaces: capture -> detect -> preprocess -> classify -> track -> publish."""
+"""The frame loop, written only against the interfaces: capture -> detect -> crop -> classify -> track -> publish."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from edge.camera.base import Capture
 from edge.classify.base import Classifier
+from edge.config import Config
 from edge.core.payload import event_payload, summary_payload, utc_now_iso
 from edge.core.preprocess import preprocess_face
 from edge.detect.base import Detector
@@ -17,14 +21,21 @@ from edge.faults import FaultState
 from edge.health import Notifier, soc_health
 from edge.publish.base import Publisher
 from edge.stats import Stats
-from edge.track import Tracker
+from edge.track import Tracker, TrackEvent
 
 log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, cfg, capture, detector: Detector, classifier: Classifier, publisher: Publisher,
-                 notifier: Notifier | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        capture: Capture,
+        detector: Detector,
+        classifier: Classifier,
+        publisher: Publisher,
+        notifier: Notifier | None = None,
+    ):
         self.cfg = cfg
         self.capture = capture
         self.detector = detector
@@ -32,7 +43,9 @@ class Pipeline:
         self.publisher = publisher
         self.notifier = notifier or Notifier()
         t = cfg.tracking
-        self.tracker = Tracker(classifier.labels, t.iou_threshold, t.max_missing_s, t.smoothing, t.min_confidence, t.min_duration_s)
+        self.tracker = Tracker(
+            classifier.labels, t.iou_threshold, t.max_missing_s, t.smoothing, t.min_confidence, t.min_duration_s
+        )
         self.stats = Stats()
         self.t_start = time.monotonic()
         self.frame_size = (0, 0)
@@ -48,17 +61,41 @@ class Pipeline:
         self.wedged = False  # watchdog pings withheld so systemd restarts the process
 
     # -- publishing ----------------------------------------------------------------------
-    def _publish_events(self, events, now: float) -> None:
+    def _publish_events(self, events: list[TrackEvent]) -> None:
         for ev in events:
             if ev.emotion != "unknown":
                 self.summary_tracks.setdefault(ev.emotion, set()).add(ev.track_id)
             self.stats.events += 1
-            if self.cfg.aggregate_only:
-                continue
-            w, h = self.frame_size
-            self.publisher.durable("events", lambda seq, ev=ev: event_payload(
-                ev, device_id=self.cfg.device_id, camera=self.cfg.camera.name, seq=seq, model=self.classifier.name,
-                model_version=self.classifier.version, frame_w=w, frame_h=h))
+            if not self.cfg.aggregate_only:
+                self.publisher.durable("events", self._event_builder(ev))
+
+    def _event_builder(self, ev: TrackEvent) -> Callable[[int], dict[str, Any]]:
+        """The payload of one event, built by the publisher once it has the event's sequence number."""
+        w, h = self.frame_size
+
+        def build(seq: int) -> dict[str, Any]:
+            return event_payload(
+                ev,
+                device_id=self.cfg.device_id,
+                camera=self.cfg.camera.name,
+                seq=seq,
+                model=self.classifier.name,
+                model_version=self.classifier.version,
+                frame_w=w,
+                frame_h=h,
+            )
+
+        return build
+
+    def _end_tracks(self, now: float) -> None:
+        """Shutting down: every live track leaves."""
+        self._publish_events(self.tracker.flush(now))
+        self._publish_state()
+
+    def _age_tracks(self, now: float) -> None:
+        """No frame this time round: tracks that left still end (leave events, new state)."""
+        self._publish_events(self.tracker.update(now, [], []))
+        self._publish_state()
 
     def _publish_state(self, force: bool = False) -> None:
         """The retained state: at start-up, whenever the faces or their emotions change, and periodically (force)."""
@@ -68,42 +105,87 @@ class Pipeline:
         key = (dominant, len(emotions), tuple(sorted(counts.items())))
         if key != self.state_key or force:
             self.state_key = key
-            self.publisher.transient("state", {"schema_version": 1, "timestamp": utc_now_iso(), "device_id": self.cfg.device_id,
-                                               "camera": self.cfg.camera.name, "dominant_emotion": dominant,
-                                               "faces": len(emotions), "counts": dict(counts)}, retain=True)
+            self.publisher.transient(
+                "state",
+                {
+                    "schema_version": 1,
+                    "timestamp": utc_now_iso(),
+                    "device_id": self.cfg.device_id,
+                    "camera": self.cfg.camera.name,
+                    "dominant_emotion": dominant,
+                    "faces": len(emotions),
+                    "counts": dict(counts),
+                },
+                retain=True,
+            )
 
     def _publish_stats(self, elapsed_s: float) -> None:
         rates = self.stats.interval(elapsed_s, self.capture.captured, self.capture.dropped)
-        payload = {"schema_version": 1, "timestamp": utc_now_iso(), "device_id": self.cfg.device_id,
-                   "camera": self.cfg.camera.name, "uptime_s": round(time.monotonic() - self.t_start, 1),
-                   "interval_s": round(elapsed_s, 2), **rates, "frames_processed": self.stats.frames,
-                   "frames_captured": self.capture.captured, "frames_skipped_total": self.capture.dropped,
-                   "camera_reconnects": self.capture.reconnects, "camera_health": self._camera_health(),
-                   "frames_failed": self.frames_failed, "events": self.stats.events,
-                   "tracks": len(self.tracker.tracks), "latency_ms": self.stats.latency(),
-                   "model": {"name": self.classifier.name, "version": self.classifier.version, "variant": self.classifier.variant},
-                   "detector": self.detector.name, **self.publisher.health(), **soc_health()}
+        payload = {
+            "schema_version": 1,
+            "timestamp": utc_now_iso(),
+            "device_id": self.cfg.device_id,
+            "camera": self.cfg.camera.name,
+            "uptime_s": round(time.monotonic() - self.t_start, 1),
+            "interval_s": round(elapsed_s, 2),
+            **rates,
+            "frames_processed": self.stats.frames,
+            "frames_captured": self.capture.captured,
+            "frames_skipped_total": self.capture.dropped,
+            "camera_reconnects": self.capture.reconnects,
+            "camera_health": self._camera_health(),
+            "frames_failed": self.frames_failed,
+            "events": self.stats.events,
+            "tracks": len(self.tracker.tracks),
+            "latency_ms": self.stats.latency(),
+            "model": {
+                "name": self.classifier.name,
+                "version": self.classifier.version,
+                "variant": self.classifier.variant,
+            },
+            "detector": self.detector.name,
+            **self.publisher.health(),
+            **soc_health(),
+        }
         self.publisher.transient("stats", payload)
         self._publish_state(force=True)  # a subscriber that missed a change is right again within one stats interval
         self.notifier.status(self._status_line(rates["processed_fps"]))
-        log.info("stats: %.1f processed fps (captured %.1f), %d skipped, outbox %s",
-                 rates["processed_fps"], rates["capture_fps"], rates["skipped_frames"], payload.get("outbox_depth"))
+        log.info(
+            "stats: %.1f processed fps (captured %.1f), %d skipped, outbox %s",
+            rates["processed_fps"],
+            rates["capture_fps"],
+            rates["skipped_frames"],
+            payload.get("outbox_depth"),
+        )
 
     def _publish_summary(self, interval_s: float) -> None:
         counts = {label: int(self.summary_counts.get(label, 0)) for label in self.classifier.labels}
         tracks = {label: len(self.summary_tracks.get(label, ())) for label in self.classifier.labels}
         faces = self.summary_faces
-        self.publisher.durable("summary", lambda seq: summary_payload(
-            device_id=self.cfg.device_id, camera=self.cfg.camera.name, seq=seq, interval_s=interval_s,
-            counts=counts, tracks=tracks, faces_seen=faces))
+        self.publisher.durable(
+            "summary",
+            lambda seq: summary_payload(
+                device_id=self.cfg.device_id,
+                camera=self.cfg.camera.name,
+                seq=seq,
+                interval_s=interval_s,
+                counts=counts,
+                tracks=tracks,
+                faces_seen=faces,
+            ),
+        )
         self.summary_counts.clear()
         self.summary_tracks = {t.emotion: {t.id} for t in self.tracker.tracks.values() if t.emotion}
         self.summary_faces = 0
 
     def _camera_health(self) -> dict:
         h = self.capture.health
-        return {"state": "lost" if h.failing else "ok", "outages": h.outages, "reconnect_attempts": h.total_failures,
-                "restarts": self.capture.restarts}
+        return {
+            "state": "lost" if h.failing else "ok",
+            "outages": h.outages,
+            "reconnect_attempts": h.total_failures,
+            "restarts": self.capture.restarts,
+        }
 
     def _status_line(self, fps: float) -> str:
         h = self.capture.health
@@ -133,8 +215,12 @@ class Pipeline:
                 self.notifier.status(self._status_line(0.0))
             elif not self.wedged:
                 self.wedged = True
-                log.error("camera %s: the reader blocked again after %d restarts; stopping watchdog pings so systemd "
-                          "restarts the service", cap.name, self.hung_restarts)
+                log.error(
+                    "camera %s: the reader blocked again after %d restarts; stopping watchdog pings so systemd "
+                    "restarts the service",
+                    cap.name,
+                    self.hung_restarts,
+                )
                 self.notifier.status(self._status_line(0.0))
         processing_stuck = now - self.last_ok_mono > timeout and (cap.last_frame_mono or 0) > self.last_ok_mono
         if not self.wedged and not processing_stuck:
@@ -151,7 +237,7 @@ class Pipeline:
         self.processing.ok()
         self.last_ok_mono = time.monotonic()
 
-    def _guarded(self, what: str, fn, *args) -> None:
+    def _guarded(self, what: str, fn: Callable[..., object], *args: object) -> None:
         try:
             fn(*args)
         except Exception as exc:  # noqa: BLE001
@@ -172,11 +258,17 @@ class Pipeline:
         t3 = time.monotonic()
         events = self.tracker.update(t3, boxes, probs)
         t4 = time.monotonic()
-        self._publish_events(events, t4)
+        self._publish_events(events)
         self._publish_state()
         t5 = time.monotonic()
-        for stage, a, b in (("detect", t0, t1), ("preprocess", t1, t2), ("classify", t2, t3), ("track", t3, t4),
-                            ("publish", t4, t5), ("total", t0, t5)):
+        for stage, a, b in (
+            ("detect", t0, t1),
+            ("preprocess", t1, t2),
+            ("classify", t2, t3),
+            ("track", t3, t4),
+            ("publish", t4, t5),
+            ("total", t0, t5),
+        ):
             st.add(stage, b - a)
         st.frames += 1
         st.faces += len(boxes)
@@ -205,8 +297,7 @@ class Pipeline:
             elif self.capture.finished:
                 break
             else:  # no frame: still age out tracks that left
-                self._guarded("tracking", lambda: (self._publish_events(self.tracker.update(now, [], []), now),
-                                                   self._publish_state()))
+                self._guarded("tracking", self._age_tracks, now)
             self._liveness(now)
             if now >= next_stats:
                 self._guarded("stats", self._publish_stats, now - last_stats)
@@ -217,7 +308,7 @@ class Pipeline:
             if deadline is not None and now >= deadline:
                 break
         now = time.monotonic()
-        self._guarded("shutdown", lambda: (self._publish_events(self.tracker.flush(now), now), self._publish_state()))
+        self._guarded("shutdown", self._end_tracks, now)
         self._guarded("stats", self._publish_stats, max(1e-3, now - last_stats))
         if next_summary is not None:
             self._guarded("summary", self._publish_summary, interval)

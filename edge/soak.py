@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edge import app
-from edge.bench import NullPublisher, machine
+from edge.bench import machine
 from edge.config import load_config
+from edge.publish.null import NullPublisher
 
 
 def _rss_mb() -> float:
@@ -52,14 +53,23 @@ def soak(config: Path | None, minutes: float, interval_s: float, out: Path | Non
             now, cpu = time.monotonic(), _cpu_s()
             frames = pipe.stats.frames if pipe else 0
             k += 1
-            row = {"interval": k, "t_s": round(k * interval_s, 1), "rss_mb": round(_rss_mb(), 1),
-                   "cpu_percent": round(100.0 * (cpu - cpu_last) / (now - t_last), 1),
-                   "processed_fps": round((frames - frames_last) / (now - t_last), 2),
-                   "faults": {"camera_outages": pipe.capture.health.outages if pipe else 0,
-                              "frames_failed": pipe.frames_failed if pipe else 0}}
+            row = {
+                "interval": k,
+                "t_s": round(k * interval_s, 1),
+                "rss_mb": round(_rss_mb(), 1),
+                "cpu_percent": round(100.0 * (cpu - cpu_last) / (now - t_last), 1),
+                "processed_fps": round((frames - frames_last) / (now - t_last), 2),
+                "faults": {
+                    "camera_outages": pipe.capture.health.outages if pipe else 0,
+                    "frames_failed": pipe.frames_failed if pipe else 0,
+                },
+            }
             samples.append(row)
-            print(f"soak {row['t_s']:>7.0f} s  RSS {row['rss_mb']:7.1f} MB  CPU {row['cpu_percent']:5.1f}%  "
-                  f"{row['processed_fps']:6.2f} fps", flush=True)
+            print(
+                f"soak {row['t_s']:>7.0f} s  RSS {row['rss_mb']:7.1f} MB  CPU {row['cpu_percent']:5.1f}%  "
+                f"{row['processed_fps']:6.2f} fps",
+                flush=True,
+            )
             t_last, cpu_last, frames_last = now, cpu, frames
 
     thread = threading.Thread(target=sampler, name="soak-sampler", daemon=True)
@@ -70,13 +80,26 @@ def soak(config: Path | None, minutes: float, interval_s: float, out: Path | Non
         stop.set()
         thread.join(timeout=5)
     steady = samples[1:]
-    slope = float(np.polyfit([r["t_s"] / 60.0 for r in steady], [r["rss_mb"] for r in steady], 1)[0]) if len(steady) >= 2 else None
-    result = {"schema_version": 1, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": machine(),
-              "camera": {"type": cfg.camera.type, "fps": cfg.camera.fps}, "minutes": minutes, "interval_s": interval_s,
-              "samples": samples, "rss_slope_mb_per_min": None if slope is None else round(slope, 3),
-              "mean_cpu_percent": round(float(np.mean([r["cpu_percent"] for r in steady])), 1) if steady else None}
-    print(f"soak: {minutes:g} min, RSS slope after warm-up {result['rss_slope_mb_per_min']} MB/min, "
-          f"mean CPU {result['mean_cpu_percent']}% of one core")
+    slope = (
+        float(np.polyfit([r["t_s"] / 60.0 for r in steady], [r["rss_mb"] for r in steady], 1)[0])
+        if len(steady) >= 2
+        else None
+    )
+    result = {
+        "schema_version": 1,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": machine(),
+        "camera": {"type": cfg.camera.type, "fps": cfg.camera.fps},
+        "minutes": minutes,
+        "interval_s": interval_s,
+        "samples": samples,
+        "rss_slope_mb_per_min": None if slope is None else round(slope, 3),
+        "mean_cpu_percent": round(float(np.mean([r["cpu_percent"] for r in steady])), 1) if steady else None,
+    }
+    print(
+        f"soak: {minutes:g} min, RSS slope after warm-up {result['rss_slope_mb_per_min']} MB/min, "
+        f"mean CPU {result['mean_cpu_percent']}% of one core"
+    )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")

@@ -59,7 +59,9 @@ class Tracker:
 
     def _match(self, boxes: list[Box]) -> dict[int, int]:
         """Greedy IoU matching, best pairs first: detection index -> track id."""
-        pairs = sorted(((iou(t.box, b), tid, i) for tid, t in self.tracks.items() for i, b in enumerate(boxes)), reverse=True)
+        pairs = sorted(
+            ((iou(t.box, b), tid, i) for tid, t in self.tracks.items() for i, b in enumerate(boxes)), reverse=True
+        )
         used_t, used_d, out = set(), set(), {}
         for score, tid, i in pairs:
             if score < self.iou_threshold:
@@ -74,13 +76,21 @@ class Tracker:
     def _event(self, kind: str, t: Track, now: float, previous: str | None = None) -> TrackEvent:
         emotion = t.emotion if kind != "appear" else t.candidate
         conf = float(t.probs[self.labels.index(emotion)]) if emotion else 0.0
-        return TrackEvent(kind, t.id, emotion or "unknown", previous, conf,
-                          {lab: round(float(p), 4) for lab, p in zip(self.labels, t.probs)}, t.box, now - t.first_seen)
+        return TrackEvent(
+            kind,
+            t.id,
+            emotion or "unknown",
+            previous,
+            conf,
+            {lab: round(float(p), 4) for lab, p in zip(self.labels, t.probs, strict=True)},
+            t.box,
+            now - t.first_seen,
+        )
 
     def update(self, now: float, boxes: list[Box], probs: list[np.ndarray]) -> list[TrackEvent]:
         events: list[TrackEvent] = []
         matches = self._match(boxes)
-        for i, (box, p) in enumerate(zip(boxes, probs)):
+        for i, (box, p) in enumerate(zip(boxes, probs, strict=True)):
             tid = matches.get(i)
             if tid is None:
                 tid, self.next_id = self.next_id, self.next_id + 1

@@ -21,7 +21,7 @@ def _no_daemon_left_behind():
     yield
     while RUNNING:
         d = RUNNING.pop()
-        if d.proc is not None and d.proc.poll() is None:
+        if d._proc is not None and d._proc.poll() is None:
             d.proc.kill()
             d.proc.communicate(timeout=10)
 
@@ -35,11 +35,11 @@ def fer_root() -> Path:
 
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
-    from edge.assets import asset_path
+    from edge.assets import demo_face_image
     from edge.core.errors import UserError
 
     try:
-        return cv2.imread(str(asset_path("astronaut")), cv2.IMREAD_COLOR)
+        return demo_face_image()
     except UserError as exc:
         pytest.fail(str(exc))
 
@@ -52,8 +52,14 @@ def run(tmp_path):
 
     def _run(module: str, *args: str, timeout: float = 300):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                              timeout=timeout, cwd=tmp_path, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", module, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=tmp_path,
+            env=env,
+        )
 
     return _run
 
@@ -77,7 +83,7 @@ def edge_models(request) -> tuple[Path, str]:
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
     assert writer.isOpened()
     for f in frames:
         writer.write(f)
@@ -108,8 +114,22 @@ def suite(fer_root, tmp_path_factory):
 
     pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
     base = tmp_path_factory.mktemp("suite")
-    cmd = [sys.executable, "-m", "trainer", "suite", str(fer_root), "--smoke", "--specs", "binary-scratch,multiclass3-resnet",
-           "--runs", str(base / "runs"), "--models", str(base / "models"), "--cache", str(base / "cache")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer",
+        "suite",
+        str(fer_root),
+        "--smoke",
+        "--specs",
+        "binary-scratch,multiclass3-resnet",
+        "--runs",
+        str(base / "runs"),
+        "--models",
+        str(base / "models"),
+        "--cache",
+        str(base / "cache"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return base, proc.stdout

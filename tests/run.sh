@@ -4,7 +4,7 @@
 # Installs (apt, as root or via sudo): mosquitto, mosquitto-clients, shellcheck, chromium (the report's
 # browser test), openssl (TLS test certificates), systemd-container + debootstrap (tests/system: the installed
 # service under a real systemd; its Debian root is cached in /var/cache/emotion-edge-system). Creates .venv with the package, its 'train' and 'test' extras, fetches the
-# sha256-pinned face detectors, and runs pytest. FER2013 is read from ../shared/data/fer2013
+# sha256-pinned face detectors, runs ruff (lint + format) and mypy, then pytest. FER2013 is read from ../shared/data/fer2013
 # (override with EMOTION_EDGE_FER2013); tests that need it are skipped with a reason when absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +27,9 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[train,test]'
 .venv/bin/emotion-edge fetch
+# The code checks itself before the tests run: lint, format and types (configured in pyproject.toml).
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 export EMOTION_EDGE_ARTIFACTS=${EMOTION_EDGE_ARTIFACTS:-$PWD/.artifacts}  # screenshots land here
 exec .venv/bin/python -m pytest "$@"

@@ -16,8 +16,13 @@ from tests.conftest import ROOT
 
 def _analyze(edge_models, *args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EMOTION_EDGE_MODELS": str(edge_models[0])}
-    return subprocess.run([sys.executable, "-m", "edge", "analyze", *map(str, args), "--model", edge_models[1]],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edge", "analyze", *map(str, args), "--model", edge_models[1]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_image_with_detection_json(tmp_path, edge_models, astronaut):
@@ -53,7 +58,9 @@ def test_video_every_nth_frame(edge_models, blink_clip):
 def test_bad_paths_are_one_line(tmp_path, edge_models):
     proc = _analyze(edge_models, tmp_path / "missing.jpg")
     errors = [line for line in proc.stderr.splitlines() if line.startswith("emotion-edge: error:")]
-    assert proc.returncode == 2 and len(errors) == 1 and "does not exist" in errors[0] and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and len(errors) == 1 and "does not exist" in errors[0] and "Traceback" not in proc.stderr
+    )
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     proc = _analyze(edge_models, bad)
@@ -99,12 +106,14 @@ def _shipped_models():
     from edge.core.paths import models_dir
 
     m = Manifest(models_dir())
-    return [n for n in m.names if ((m.entry(n).data.get("metrics") or {}).get("int8") or {}).get("accuracy") is not None]
+    return [
+        n for n in m.names if ((m.entry(n).data.get("metrics") or {}).get("int8") or {}).get("accuracy") is not None
+    ]
 
 
 @pytest.mark.parametrize("model", _shipped_models())
 def test_public_cli_agrees_with_the_manifest(fer_root, model):
-    """`analyze --no-detect` over the test split gives the accuracy `evaluate` wrote into the manifest, to the 4th decimal:
+    """`analyze --no-detect` over the test split gives the manifest's accuracy (from `evaluate`) to the 4th decimal:
     the public "already a crop" path preprocesses exactly as training and evaluation do."""
     from edge.core.manifest import Manifest
     from edge.core.paths import models_dir
@@ -112,8 +121,13 @@ def test_public_cli_agrees_with_the_manifest(fer_root, model):
     entry = Manifest(models_dir()).entry(model)
     labels = set(entry.labels)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "edge", "analyze", str(fer_root / "test"), "--no-detect", "--json",
-                           "--model", model], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "analyze", str(fer_root / "test"), "--no-detect", "--json", "--model", model],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     rows = [(r["file"].split("/")[-2], r["emotion"]) for r in rows if r["file"].split("/")[-2] in labels]

@@ -44,11 +44,21 @@ CONFIG_CASES = [
 ]
 
 
+def _toml_value(v) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, bool):
+        return str(v).lower()
+    return "nan" if v != v else str(v)
+
+
 def _cli(*args: str, models=None, timeout: float = 60):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if models:
         env["EMOTION_EDGE_MODELS"] = str(models)
-    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _assert_one_line(proc, *needles: str) -> None:
@@ -71,11 +81,10 @@ def _both(cfg, models, *needles):
 @pytest.mark.parametrize("top,tables,needle", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
 def test_config_values(tmp_path, edge_models, top, tables, needle):
     tables = {**tables, "classifier": {"model": edge_models[1], **tables.get("classifier", {})}}
-    lines = [f"{k} = {json.dumps(v) if isinstance(v, str) else v}" for k, v in {"device_id": "t", **top}.items()]
+    lines = [f"{k} = {_toml_value(v)}" for k, v in {"device_id": "t", **top}.items()]
     for name, table in tables.items():
         lines.append(f"[{name}]")
-        lines += [f"{k} = {json.dumps(v) if isinstance(v, str) else ('nan' if v != v else str(v).lower() if isinstance(v, bool) else v)}"
-                  for k, v in table.items()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
     cfg = tmp_path / "c.toml"
     cfg.write_text("\n".join(lines) + "\n")
     _both(cfg, edge_models[0], needle)
@@ -92,12 +101,19 @@ def _password_cfg(tmp_path, models, content: bytes):
     pw = tmp_path / "pw"
     pw.write_bytes(content)
     pw.chmod(0o600)
-    return write_config(tmp_path / "c.toml", {"device_id": "t"}, classifier={"model": models[1]},
-                        mqtt={"username": "u", "password_file": str(pw), "outbox_path": str(tmp_path / "o.sqlite")})
+    return write_config(
+        tmp_path / "c.toml",
+        {"device_id": "t"},
+        classifier={"model": models[1]},
+        mqtt={"username": "u", "password_file": str(pw), "outbox_path": str(tmp_path / "o.sqlite")},
+    )
 
 
-@pytest.mark.parametrize("content,needle", [(b"\xff\xfe\x00\x01", "UTF-8"), (b"", "one non-empty line"),
-                                            (b"a\nb\n", "one non-empty line")], ids=["binary", "empty", "two-lines"])
+@pytest.mark.parametrize(
+    "content,needle",
+    [(b"\xff\xfe\x00\x01", "UTF-8"), (b"", "one non-empty line"), (b"a\nb\n", "one non-empty line")],
+    ids=["binary", "empty", "two-lines"],
+)
 def test_password_file(tmp_path, edge_models, content, needle):
     _both(_password_cfg(tmp_path, edge_models, content), edge_models[0], "password_file", needle)
 
@@ -107,18 +123,44 @@ def test_tls_files(tmp_path, edge_models):
         pytest.skip("openssl not installed (tests/run.sh installs it)")
     garbage = tmp_path / "ca.pem"
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-    cfg = write_config(tmp_path / "c.toml", {"device_id": "t"}, classifier={"model": edge_models[1]},
-                       mqtt={"outbox_path": str(tmp_path / "o.sqlite")}, mqtt__tls={"enabled": True, "ca_file": str(garbage)})
+    cfg = write_config(
+        tmp_path / "c.toml",
+        {"device_id": "t"},
+        classifier={"model": edge_models[1]},
+        mqtt={"outbox_path": str(tmp_path / "o.sqlite")},
+        mqtt__tls={"enabled": True, "ca_file": str(garbage)},
+    )
     _both(cfg, edge_models[0], "ca_file")
     keys = []
     for name in ("a", "b"):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-                        "-keyout", str(tmp_path / f"{name}.key"), "-out", str(tmp_path / f"{name}.crt")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={name}",
+                "-keyout",
+                str(tmp_path / f"{name}.key"),
+                "-out",
+                str(tmp_path / f"{name}.crt"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         keys.append(name)
-    cfg = write_config(tmp_path / "c2.toml", {"device_id": "t"}, classifier={"model": edge_models[1]},
-                       mqtt={"outbox_path": str(tmp_path / "o.sqlite")},
-                       mqtt__tls={"enabled": True, "cert_file": str(tmp_path / "a.crt"), "key_file": str(tmp_path / "b.key")})
+    cfg = write_config(
+        tmp_path / "c2.toml",
+        {"device_id": "t"},
+        classifier={"model": edge_models[1]},
+        mqtt={"outbox_path": str(tmp_path / "o.sqlite")},
+        mqtt__tls={"enabled": True, "cert_file": str(tmp_path / "a.crt"), "key_file": str(tmp_path / "b.key")},
+    )
     _both(cfg, edge_models[0], "cert_file")
 
 
@@ -153,7 +195,11 @@ def _size_string(m, n):
 
 MANIFEST_CASES = [
     ("labels-swapped", _swap_labels, "original order"),
-    ("labels-repeated", lambda m, n: (m["models"][n].__setitem__("labels", ["happy", "happy", "sad", "surprise"]), m)[1], "labels"),
+    (
+        "labels-repeated",
+        lambda m, n: (m["models"][n].__setitem__("labels", ["happy", "happy", "sad", "surprise"]), m)[1],
+        "labels",
+    ),
     ("variant-without-file", _drop_file, "malformed"),
     ("size-as-string", _size_string, "malformed"),
     ("a-list", lambda m, n: [m], "'models' table"),
@@ -172,10 +218,16 @@ def test_tls_to_a_plain_port(tmp_path, edge_models, blink_clip):
 
     broker = Mosquitto(tmp_path / "b").start()
     try:
-        cfg = write_config(tmp_path / "c.toml", {"device_id": "t"}, camera={"type": "file", "path": str(blink_clip)},
-                           classifier={"model": edge_models[1]},
-                           mqtt={"host": "127.0.0.1", "port": broker.port, "outbox_path": str(tmp_path / "o.sqlite")},
-                           mqtt__tls={"enabled": True})
-        _assert_one_line(_cli("run", "--config", str(cfg), "--duration", "5", models=edge_models[0]), "TLS handshake", "8883")
+        cfg = write_config(
+            tmp_path / "c.toml",
+            {"device_id": "t"},
+            camera={"type": "file", "path": str(blink_clip)},
+            classifier={"model": edge_models[1]},
+            mqtt={"host": "127.0.0.1", "port": broker.port, "outbox_path": str(tmp_path / "o.sqlite")},
+            mqtt__tls={"enabled": True},
+        )
+        _assert_one_line(
+            _cli("run", "--config", str(cfg), "--duration", "5", models=edge_models[0]), "TLS handshake", "8883"
+        )
     finally:
         broker.stop()

@@ -94,7 +94,9 @@ def test_lost_camera_is_retried_not_fatal():
 
 
 def test_unreachable_stream_retries_in_background():
-    cap = LatestFrameCapture(make_source(CameraConfig(type="stream", url="rtsp://127.0.0.1:9/none")), reconnect_max_s=0.2)
+    cap = LatestFrameCapture(
+        make_source(CameraConfig(type="stream", url="rtsp://127.0.0.1:9/none")), reconnect_max_s=0.2
+    )
     cap.start()  # does not raise: a stream that is not up yet is retried
     time.sleep(1.0)
     assert not cap.finished and cap.reconnects >= 1

@@ -53,7 +53,9 @@ def test_unreadable_image(run, tmp_path):
     for split in ("train", "val", "test"):
         _dataset(root / split, ["happy", "sad"])
     (root / "val" / "sad" / "broken.jpg").write_bytes(b"\x00garbage")
-    _one_line_error(run("trainer", "prepare", root, "--classes", "happy,sad"), "cannot read image", "broken.jpg", "--skip-bad")
+    _one_line_error(
+        run("trainer", "prepare", root, "--classes", "happy,sad"), "cannot read image", "broken.jpg", "--skip-bad"
+    )
     ok = run("trainer", "prepare", root, "--classes", "happy,sad", "--skip-bad")
     assert ok.returncode == 0, ok.stderr
     assert "unreadable" in ok.stdout
@@ -77,8 +79,10 @@ def test_label_mapping_and_unsplit_dataset(run, tmp_path):
 
 def test_missing_backbone_is_explained(run, tmp_path):
     _dataset(tmp_path / "d" / "train", ["happy", "sad"])
-    _one_line_error(run("trainer", "train", "binary-resnet", tmp_path / "d", "--runs", tmp_path / "runs"),
-                    "emotion-trainer pretrain")
+    _one_line_error(
+        run("trainer", "train", "binary-resnet", tmp_path / "d", "--runs", tmp_path / "runs"),
+        "emotion-trainer pretrain",
+    )
 
 
 def test_compare_fer_without_fer_says_how_to_get_it(run, tmp_path):
@@ -122,7 +126,10 @@ def test_crop_stats_runs_and_backs_the_shipped_crop(run, fer_root):
 
     proc = run("trainer", "crop-stats", fer_root)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    got = {k.strip(): float(v) for k, v in (line.split(":", 1) for line in proc.stdout.splitlines() if ":" in line)
-           if k.strip() in ("margin", "offset_y")}
+    got = {
+        k.strip(): float(v)
+        for k, v in (line.split(":", 1) for line in proc.stdout.splitlines() if ":" in line)
+        if k.strip() in ("margin", "offset_y")
+    }
     spec = json.loads((models_dir() / "manifest.json").read_text())["models"]["multiclass4-resnet"]["preprocess"]
     assert abs(got["margin"] - spec["margin"]) <= 0.01 and abs(got["offset_y"] - spec["offset_y"]) <= 0.01, (got, spec)

@@ -15,11 +15,19 @@ from tests.support.daemon import Daemon, write_config
 
 
 def _cfg(tmp_path, name, models, clip, port, top=None, **tables):
-    base = {"camera": {"type": "file", "path": str(clip), "loop": True},
-            "classifier": {"model": models[1]},
-            "tracking": {"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
-            "mqtt": {"host": "127.0.0.1", "port": port, "outbox_path": str(tmp_path / f"{name}.sqlite"),
-                     "reconnect_min_s": 1, "reconnect_max_s": 1, "connect_timeout_s": 3.0}}
+    base = {
+        "camera": {"type": "file", "path": str(clip), "loop": True},
+        "classifier": {"model": models[1]},
+        "tracking": {"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port,
+            "outbox_path": str(tmp_path / f"{name}.sqlite"),
+            "reconnect_min_s": 1,
+            "reconnect_max_s": 1,
+            "connect_timeout_s": 3.0,
+        },
+    }
     for key, value in tables.items():
         base[key] = {**base.get(key, {}), **value}
     return write_config(tmp_path / f"{name}.toml", {"stats_interval_s": 1.0, **(top or {})}, **base)
@@ -34,9 +42,22 @@ def test_two_cameras_with_default_identity_never_collide(tmp_path, edge_models, 
     """Two emotion-edge@<name> instances with no device_id: own topics, client ids, seq streams and HA devices."""
     broker = Mosquitto(tmp_path / "b").start()
     rec = Recorder(broker.port).start()
-    daemons = [Daemon(_cfg(tmp_path, name, edge_models, blink_clip, broker.port, top={"summary_interval_s": 2.0},
-                           homeassistant={"enabled": True}), edge_models[0], env={"EMOTION_EDGE_INSTANCE": name}).start()
-               for name in ("cam0", "cam1")]
+    daemons = [
+        Daemon(
+            _cfg(
+                tmp_path,
+                name,
+                edge_models,
+                blink_clip,
+                broker.port,
+                top={"summary_interval_s": 2.0},
+                homeassistant={"enabled": True},
+            ),
+            edge_models[0],
+            env={"EMOTION_EDGE_INSTANCE": name},
+        ).start()
+        for name in ("cam0", "cam1")
+    ]
     try:
         time.sleep(8)
         for d in daemons:
@@ -56,18 +77,25 @@ def test_two_cameras_with_default_identity_never_collide(tmp_path, edge_models, 
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # contiguous, with summaries on
         assert [s["seq"] for s in rec.payloads(f"/{host}-{name}/summary")][:2] == [1, 2]
     configs = [t for t, _, retained in rec.messages if t.startswith("homeassistant/") and t.endswith("/config")]
-    assert any(f"{host}_cam0" in t.replace("-", "_") for t in configs) and any(f"{host}_cam1" in t.replace("-", "_") for t in configs)
+    assert any(f"{host}_cam0" in t.replace("-", "_") for t in configs) and any(
+        f"{host}_cam1" in t.replace("-", "_") for t in configs
+    )
 
 
 def test_same_identity_twice_is_refused(tmp_path, edge_models, blink_clip):
     broker = Mosquitto(tmp_path / "b").start()
     try:
-        first = Daemon(_cfg(tmp_path, "a", edge_models, blink_clip, broker.port, top={"device_id": "door"}), edge_models[0]).start()
+        first = Daemon(
+            _cfg(tmp_path, "a", edge_models, blink_clip, broker.port, top={"device_id": "door"}), edge_models[0]
+        ).start()
         time.sleep(3)
-        rc, _, err = Daemon(_cfg(tmp_path, "b", edge_models, blink_clip, broker.port, top={"device_id": "door"}),
-                            edge_models[0]).run_to_end(timeout=60)
+        rc, _, err = Daemon(
+            _cfg(tmp_path, "b", edge_models, blink_clip, broker.port, top={"device_id": "door"}), edge_models[0]
+        ).run_to_end(timeout=60)
         lines = [line for line in err.splitlines() if line.startswith("emotion-edge: error:")]
-        assert rc == 2 and len(lines) == 1 and "already publishes as" in lines[0] and "device_id" in lines[0], err[-2000:]
+        assert rc == 2 and len(lines) == 1 and "already publishes as" in lines[0] and "device_id" in lines[0], err[
+            -2000:
+        ]
         assert first.proc.poll() is None
         assert first.terminate()[0] == 0
     finally:
@@ -93,14 +121,22 @@ def test_retained_state_is_true_after_restart_outage_and_broker_loss(tmp_path, e
     face, empty = _face_clip(tmp_path, astronaut), _empty_clip(tmp_path)
     rec = Recorder(broker.port).start()
     try:
-        d = Daemon(_cfg(tmp_path, "s", edge_models, face, broker.port, top={"device_id": "hall"}), edge_models[0]).start()
+        d = Daemon(
+            _cfg(tmp_path, "s", edge_models, face, broker.port, top={"device_id": "hall"}), edge_models[0]
+        ).start()
         rec.wait_for(lambda r: (_state(r, "hall") or {}).get("faces") == 1, what="state with one face")
         d.kill()  # a crash while a face was showing
         # restarted on an empty scene: the retained state must not keep the face of the last run
-        d = Daemon(_cfg(tmp_path, "s", edge_models, empty, broker.port, top={"device_id": "hall"}), edge_models[0]).start()
-        rec.wait_for(lambda r: (_state(r, "hall") or {}).get("faces") == 0, timeout=15, what="state reset after restart")
+        d = Daemon(
+            _cfg(tmp_path, "s", edge_models, empty, broker.port, top={"device_id": "hall"}), edge_models[0]
+        ).start()
+        rec.wait_for(
+            lambda r: (_state(r, "hall") or {}).get("faces") == 0, timeout=15, what="state reset after restart"
+        )
         d.terminate()
-        d = Daemon(_cfg(tmp_path, "s", edge_models, face, broker.port, top={"device_id": "hall"}), edge_models[0]).start()
+        d = Daemon(
+            _cfg(tmp_path, "s", edge_models, face, broker.port, top={"device_id": "hall"}), edge_models[0]
+        ).start()
         rec.wait_for(lambda r: (_state(r, "hall") or {}).get("faces") == 1, what="one face again")
         # broker restart without persistence: its retained state is gone; the daemon restores it on reconnect
         broker.proc.kill()
@@ -109,10 +145,15 @@ def test_retained_state_is_true_after_restart_outage_and_broker_loss(tmp_path, e
             f.unlink()
         onlines = sum(1 for p in rec.payloads("/hall/status") if p["state"] == "online")
         broker.start()
-        rec.wait_for(lambda r: sum(1 for p in r.payloads("/hall/status") if p["state"] == "online") > onlines,
-                     timeout=20, what="the daemon back online")
+        rec.wait_for(
+            lambda r: sum(1 for p in r.payloads("/hall/status") if p["state"] == "online") > onlines,
+            timeout=20,
+            what="the daemon back online",
+        )
         late = Recorder(broker.port, "emotion-edge/hall/state", client_id="late").start()
-        late.wait_for(lambda r: any(retained for _, _, retained in r.messages), timeout=15, what="retained state restored")
+        late.wait_for(
+            lambda r: any(retained for _, _, retained in r.messages), timeout=15, what="retained state restored"
+        )
         retained = [json.loads(p) for _, p, r in late.messages if r]
         assert retained[-1]["faces"] == 1 and retained[-1]["dominant_emotion"] != "none"
         late.stop()
@@ -128,24 +169,44 @@ def test_home_assistant_discovery_as_ha_expects(tmp_path, edge_models, blink_cli
     broker = Mosquitto(tmp_path / "b").start()
     rec = Recorder(broker.port, "homeassistant/#", client_id="ha").start()
     try:
-        cfg = _cfg(tmp_path, "h", edge_models, blink_clip, broker.port, top={"device_id": "porch"},
-                   camera={"name": "front"}, homeassistant={"enabled": True})
+        cfg = _cfg(
+            tmp_path,
+            "h",
+            edge_models,
+            blink_clip,
+            broker.port,
+            top={"device_id": "porch"},
+            camera={"name": "front"},
+            homeassistant={"enabled": True},
+        )
         d = Daemon(cfg, edge_models[0]).start()
         rec.wait_for(lambda r: len(r.messages) >= 6, what="discovery configs")
         time.sleep(1)
         assert d.terminate()[0] == 0
         first = {t: json.loads(p) for t, p, _ in rec.messages if p}
         # renamed camera: what was announced for 'front' is removed (empty retained config), 'back' announced
-        cfg = _cfg(tmp_path, "h", edge_models, blink_clip, broker.port, top={"device_id": "porch"},
-                   camera={"name": "back"}, homeassistant={"enabled": True})
+        cfg = _cfg(
+            tmp_path,
+            "h",
+            edge_models,
+            blink_clip,
+            broker.port,
+            top={"device_id": "porch"},
+            camera={"name": "back"},
+            homeassistant={"enabled": True},
+        )
         d = Daemon(cfg, edge_models[0]).start()
         rec.wait_for(lambda r: sum(1 for t, p, _ in r.messages if not p) >= len(first), what="old configs removed")
         assert d.terminate()[0] == 0
         # disabled: everything announced is removed
-        cfg = _cfg(tmp_path, "h", edge_models, blink_clip, broker.port, top={"device_id": "porch"}, camera={"name": "back"})
+        cfg = _cfg(
+            tmp_path, "h", edge_models, blink_clip, broker.port, top={"device_id": "porch"}, camera={"name": "back"}
+        )
         n_before = sum(1 for t, p, _ in rec.messages if not p)
         d = Daemon(cfg, edge_models[0]).start()
-        rec.wait_for(lambda r: sum(1 for t, p, _ in r.messages if not p) >= n_before + len(first), what="configs withdrawn")
+        rec.wait_for(
+            lambda r: sum(1 for t, p, _ in r.messages if not p) >= n_before + len(first), what="configs withdrawn"
+        )
         assert d.terminate()[0] == 0
     finally:
         rec.stop()

@@ -46,20 +46,25 @@ def test_events_match_labels(tmp_path, fer_root):
     entry = manifest.entry()
     faces = _faces(fer_root, entry.labels, make_detector("blazeface-short"))
     frames = []
-    for label, face, (x, y) in faces:
+    for _label, face, (x, y) in faces:
         for i in range(30):  # 0.5 s of face, then 0.25 s of nothing so the track leaves
             f = np.full((480, 640, 3), 110, np.uint8)
             if i < 20:
                 f[y : y + FACE, x : x + FACE] = face
             frames.append(f)
     clip = write_clip(tmp_path / "fer.avi", frames, fps=40)
-    cfg = write_config(tmp_path / "c.toml", {"device_id": "acc", "publisher": "stdout", "stats_interval_s": 60.0},
-                       camera={"type": "file", "path": str(clip), "loop": False},
-                       tracking={"min_confidence": 0.0, "min_duration_s": 0.15, "max_missing_s": 0.12, "smoothing": 0.5})
+    cfg = write_config(
+        tmp_path / "c.toml",
+        {"device_id": "acc", "publisher": "stdout", "stats_interval_s": 60.0},
+        camera={"type": "file", "path": str(clip), "loop": False},
+        tracking={"min_confidence": 0.0, "min_duration_s": 0.15, "max_missing_s": 0.12, "smoothing": 0.5},
+    )
     rc, out, err = Daemon(cfg, models_dir()).run_to_end(timeout=180)
     assert rc == 0, err[-2000:]
     msgs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    appears = [m["payload"] for m in msgs if m.get("topic", "").endswith("/events") and m["payload"]["type"] == "appear"]
+    appears = [
+        m["payload"] for m in msgs if m.get("topic", "").endswith("/events") and m["payload"]["type"] == "appear"
+    ]
     # Align events to faces in order, by where the box is: a missed or split face cannot shift the rest.
     k, hits, matched = 0, 0, 0
     for ev in appears:

@@ -24,17 +24,25 @@ def _one_line(rc: int, err: str, *needles: str) -> str:
 
 
 def _cfg(tmp_path, edge_models, camera, mqtt=None, top=None):
-    return write_config(tmp_path / "c.toml", {"device_id": "t", **(top or {})}, camera=camera,
-                        classifier={"model": edge_models[1]},
-                        mqtt={"host": "127.0.0.1", "port": free_port(), "outbox_path": str(tmp_path / "o.sqlite"),
-                              "connect_timeout_s": 3.0, **(mqtt or {})})
+    return write_config(
+        tmp_path / "c.toml",
+        {"device_id": "t", **(top or {})},
+        camera=camera,
+        classifier={"model": edge_models[1]},
+        mqtt={
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "outbox_path": str(tmp_path / "o.sqlite"),
+            "connect_timeout_s": 3.0,
+            **(mqtt or {}),
+        },
+    )
 
 
 def test_unknown_config_key(tmp_path, edge_models):
     cfg = write_config(tmp_path / "c.toml", {"device_id": "t"}, camera={"type": "demo", "pth": "/x"})
     rc, _, err = Daemon(cfg, edge_models[0]).run_to_end()
-    _one_line(rc, err,
-              "unknown config key 'camera.pth'", "did you mean 'camera.path'")
+    _one_line(rc, err, "unknown config key 'camera.pth'", "did you mean 'camera.path'")
 
 
 def test_missing_camera(tmp_path, edge_models):
@@ -74,8 +82,12 @@ def test_wrong_password(tmp_path, edge_models, blink_clip):
     broker = Mosquitto(tmp_path / "b", password=("edge", "right-pass")).start()
     pw = tmp_path / "pw"
     pw.write_text("wrong-pass\n")
-    cfg = _cfg(tmp_path, edge_models, {"type": "file", "path": str(blink_clip)},
-               mqtt={"port": broker.port, "username": "edge", "password_file": str(pw)})
+    cfg = _cfg(
+        tmp_path,
+        edge_models,
+        {"type": "file", "path": str(blink_clip)},
+        mqtt={"port": broker.port, "username": "edge", "password_file": str(pw)},
+    )
     try:
         rc, _, err = Daemon(cfg, edge_models[0]).run_to_end()
     finally:
@@ -85,9 +97,28 @@ def test_wrong_password(tmp_path, edge_models, blink_clip):
 
 def _self_signed(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return {"cert": cert, "key": key}
 
 
@@ -98,15 +129,25 @@ def test_tls_failure_and_success(tmp_path, edge_models, blink_clip):
     camera = {"type": "file", "path": str(blink_clip)}
     try:
         # The system CAs do not know the broker's self-signed certificate: a configuration error.
-        cfg = write_config(tmp_path / "bad.toml", {"device_id": "t"}, camera=camera, classifier={"model": edge_models[1]},
-                           mqtt={"host": "127.0.0.1", "port": broker.port, "outbox_path": str(tmp_path / "o1.sqlite")},
-                           mqtt__tls={"enabled": True})
+        cfg = write_config(
+            tmp_path / "bad.toml",
+            {"device_id": "t"},
+            camera=camera,
+            classifier={"model": edge_models[1]},
+            mqtt={"host": "127.0.0.1", "port": broker.port, "outbox_path": str(tmp_path / "o1.sqlite")},
+            mqtt__tls={"enabled": True},
+        )
         rc, _, err = Daemon(cfg, edge_models[0]).run_to_end()
         _one_line(rc, err, "TLS handshake", "ca_file")
         # With the right CA it connects and runs.
-        cfg = write_config(tmp_path / "ok.toml", {"device_id": "t"}, camera=camera, classifier={"model": edge_models[1]},
-                           mqtt={"host": "127.0.0.1", "port": broker.port, "outbox_path": str(tmp_path / "o2.sqlite")},
-                           mqtt__tls={"enabled": True, "ca_file": str(tls["cert"])})
+        cfg = write_config(
+            tmp_path / "ok.toml",
+            {"device_id": "t"},
+            camera=camera,
+            classifier={"model": edge_models[1]},
+            mqtt={"host": "127.0.0.1", "port": broker.port, "outbox_path": str(tmp_path / "o2.sqlite")},
+            mqtt__tls={"enabled": True, "ca_file": str(tls["cert"])},
+        )
         d = Daemon(cfg, edge_models[0]).start()
         import time
 
@@ -138,13 +179,15 @@ def test_check_config_ok_and_example_config_parses(tmp_path, edge_models, blink_
 
     assert load_config(tmp_path / "ex.toml").camera.type == "demo"
     cfg = _cfg(tmp_path, edge_models, {"type": "file", "path": str(blink_clip)})
-    ok = subprocess.run([sys.executable, "-m", "edge", "check-config", "--config", str(cfg)], capture_output=True, text=True, env=env)
+    ok = subprocess.run(
+        [sys.executable, "-m", "edge", "check-config", "--config", str(cfg)], capture_output=True, text=True, env=env
+    )
     assert ok.returncode == 0, ok.stderr
     assert "config ok" in ok.stdout and edge_models[1] in ok.stdout
 
 
 def test_shipped_example_config_is_current():
-    """deploy/config.example.toml is generated from the config classes; regenerate with 'emotion-edge example-config'."""
+    """deploy/config.example.toml is generated from the config classes ('emotion-edge example-config')."""
     from edge.config import example_toml
 
     assert (ROOT / "deploy" / "config.example.toml").read_text() == example_toml()

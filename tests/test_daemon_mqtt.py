@@ -12,12 +12,21 @@ TOPIC = "emotion-edge/testcam"
 
 
 def _config(tmp_path, models, clip, port, **over):
-    mqtt = {"host": "127.0.0.1", "port": port, "outbox_path": str(tmp_path / "outbox.sqlite"), "reconnect_min_s": 1,
-            "reconnect_max_s": 1, "connect_timeout_s": 3.0, **over.pop("mqtt", {})}
-    tables = {"camera": {"type": "file", "path": str(clip), "name": "door", "loop": True},
-              "classifier": {"model": models[1]},
-              "tracking": {"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
-              "mqtt": mqtt}
+    mqtt = {
+        "host": "127.0.0.1",
+        "port": port,
+        "outbox_path": str(tmp_path / "outbox.sqlite"),
+        "reconnect_min_s": 1,
+        "reconnect_max_s": 1,
+        "connect_timeout_s": 3.0,
+        **over.pop("mqtt", {}),
+    }
+    tables = {
+        "camera": {"type": "file", "path": str(clip), "name": "door", "loop": True},
+        "classifier": {"model": models[1]},
+        "tracking": {"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
+        "mqtt": mqtt,
+    }
     for key, value in over.pop("tables", {}).items():
         tables[key] = {**tables.get(key, {}), **value}
     top = {"device_id": "testcam", "stats_interval_s": 1.0, **over}
@@ -46,8 +55,21 @@ def test_events_schema_and_status_lifecycle(tmp_path, edge_models, blink_clip):
         rec.stop()
         broker.stop()
     ev = _events(rec)[0]
-    for key in ("schema_version", "id", "seq", "timestamp", "device_id", "camera", "type", "track_id", "emotion",
-                "confidence", "probabilities", "box", "model"):
+    for key in (
+        "schema_version",
+        "id",
+        "seq",
+        "timestamp",
+        "device_id",
+        "camera",
+        "type",
+        "track_id",
+        "emotion",
+        "confidence",
+        "probabilities",
+        "box",
+        "model",
+    ):
         assert key in ev, key
     assert ev["schema_version"] == 1 and ev["camera"] == "door" and ev["device_id"] == "testcam"
     assert ev["timestamp"].endswith("Z") and ev["model"]["name"] == edge_models[1]
@@ -57,7 +79,16 @@ def test_events_schema_and_status_lifecycle(tmp_path, edge_models, blink_clip):
     types = [e["type"] for e in _events(rec)]
     assert "leave" in types  # the face disappears every cycle
     stats = rec.payloads("/stats")[0]
-    for key in ("capture_fps", "processed_fps", "skipped_frames", "latency_ms", "faces_per_frame", "model", "uptime_s", "outbox_depth"):
+    for key in (
+        "capture_fps",
+        "processed_fps",
+        "skipped_frames",
+        "latency_ms",
+        "faces_per_frame",
+        "model",
+        "uptime_s",
+        "outbox_depth",
+    ):
         assert key in stats, key
     assert {"p50", "p95"} <= set(stats["latency_ms"]["classify"])
     assert not any("jpg" in str(p) or "image" in p for p in ev)  # no image field, ever
@@ -160,8 +191,12 @@ def test_aggregate_only_publishes_no_faces(tmp_path, edge_models, blink_clip):
         rec.stop()
         broker.stop()
     assert _events(rec) == []
-    s = rec.payloads("/summary")[0]
-    assert s["schema_version"] == 1 and set(s["counts"]) and "box" not in s and s["faces_seen"] >= 0
+    summaries = rec.payloads("/summary")
+    s = summaries[0]
+    assert s["schema_version"] == 1 and "box" not in s and set(s["counts"]) == set(s["tracks"])
+    for s in summaries:  # every classified face is counted once, under exactly one emotion
+        assert sum(s["counts"].values()) == s["faces_seen"]
+    assert sum(s["faces_seen"] for s in summaries) > 0  # the clip has a face: the aggregates are not empty
 
 
 def test_home_assistant_discovery(tmp_path, edge_models, blink_clip):

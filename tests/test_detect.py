@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from edge.core.errors import UserError
 from edge.detect import make_detector
 from edge.detect.blazeface import ssd_anchors
-from edge.core.errors import UserError
 
 
 def test_anchor_counts_match_mediapipe():

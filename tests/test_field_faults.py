@@ -53,9 +53,12 @@ def test_usb_type_camera_lost_after_start_comes_back(tmp_path, edge_models, astr
     """camera.type = "opencv" (the USB/V4L2 type) opened on an MJPEG URL whose server goes away for 6 s."""
     port = free_port()
     server = _serve(port, _jpegs(tmp_path / "jpg", astronaut))
-    cfg = write_config(tmp_path / "c.toml", {"device_id": "usb", "publisher": "stdout", "stats_interval_s": 1.0},
-                       camera={"type": "opencv", "path": f"http://127.0.0.1:{port}/stream.mjpg", "reconnect_max_s": 1.0},
-                       classifier={"model": edge_models[1]})
+    cfg = write_config(
+        tmp_path / "c.toml",
+        {"device_id": "usb", "publisher": "stdout", "stats_interval_s": 1.0},
+        camera={"type": "opencv", "path": f"http://127.0.0.1:{port}/stream.mjpg", "reconnect_max_s": 1.0},
+        classifier={"model": edge_models[1]},
+    )
     daemon = Daemon(cfg, edge_models[0]).start()
     try:
         time.sleep(4)
@@ -106,16 +109,19 @@ def test_blocked_camera_read_is_abandoned_then_watchdog_stops(tmp_path, edge_mod
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(0.2)
-    cfg = write_config(tmp_path / "c.toml", {"device_id": "hung", "publisher": "stdout", "stats_interval_s": 1.0},
-                       camera={"type": "opencv", "path": str(fifo), "frame_timeout_s": 2.0},
-                       classifier={"model": edge_models[1]})
+    cfg = write_config(
+        tmp_path / "c.toml",
+        {"device_id": "hung", "publisher": "stdout", "stats_interval_s": 1.0},
+        camera={"type": "opencv", "path": str(fifo), "frame_timeout_s": 2.0},
+        classifier={"model": edge_models[1]},
+    )
     daemon = Daemon(cfg, edge_models[0], env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}).start()
     got = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             got.append((time.monotonic(), sock.recv(4096).decode()))
-        except socket.timeout:
+        except TimeoutError:
             pass
     rc, out, err = daemon.terminate(timeout=30)
     stall.set()
@@ -125,14 +131,15 @@ def test_blocked_camera_read_is_abandoned_then_watchdog_stops(tmp_path, edge_mod
     pings = [t for t, m in got if m == "WATCHDOG=1"]
     assert stalled_at and pings and pings[0] < stalled_at[0]
     # two reader replacements (2 s each), then silence: systemd (WatchdogSec) would restart the service
-    assert stalled_at[0] + 4 < pings[-1] < stalled_at[0] + 12, (pings[-1] - stalled_at[0])
+    assert stalled_at[0] + 4 < pings[-1] < stalled_at[0] + 12, pings[-1] - stalled_at[0]
     assert deadline - pings[-1] > 10
     assert err.count("abandoning the blocked reader") >= 1 and "stopping watchdog pings" in err
     assert any("camera reader blocked" in m for _, m in got)  # STATUS= says what is wrong
 
 
 def _accounted(events: list[dict]) -> list[int]:
-    seen, seqs = {}, []
+    seen: dict[str, int] = {}
+    seqs: list[int] = []
     for e in events:
         if e["id"] in seen:
             assert seen[e["id"]] == e["seq"]  # a redelivery is the same event
@@ -146,12 +153,21 @@ def test_broker_killed_at_random_and_daemon_restarted_while_down(tmp_path, edge_
     port = free_port()
     broker = Mosquitto(tmp_path / "broker", port).start()
     rec = Recorder(port).start()
-    cfg = write_config(tmp_path / "c.toml", {"device_id": "chaos", "stats_interval_s": 1.0, "summary_interval_s": 2.0},
-                       camera={"type": "file", "path": str(blink_clip), "loop": True},
-                       classifier={"model": edge_models[1]},
-                       tracking={"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
-                       mqtt={"host": "127.0.0.1", "port": port, "outbox_path": str(tmp_path / "outbox.sqlite"),
-                             "reconnect_min_s": 1, "reconnect_max_s": 1, "connect_timeout_s": 2.0})
+    cfg = write_config(
+        tmp_path / "c.toml",
+        {"device_id": "chaos", "stats_interval_s": 1.0, "summary_interval_s": 2.0},
+        camera={"type": "file", "path": str(blink_clip), "loop": True},
+        classifier={"model": edge_models[1]},
+        tracking={"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
+        mqtt={
+            "host": "127.0.0.1",
+            "port": port,
+            "outbox_path": str(tmp_path / "outbox.sqlite"),
+            "reconnect_min_s": 1,
+            "reconnect_max_s": 1,
+            "connect_timeout_s": 2.0,
+        },
+    )
     rng = random.Random(7)
     daemon = Daemon(cfg, edge_models[0]).start()
     restarts = 0
@@ -172,7 +188,9 @@ def test_broker_killed_at_random_and_daemon_restarted_while_down(tmp_path, edge_
         time.sleep(3)
         rc, out, err = daemon.terminate()
         assert rc == 0, err[-2000:]
-        rec.wait_for(lambda r: [p["state"] for p in r.payloads("/status")][-1:] == ["stopped"], timeout=30, what="stopped")
+        rec.wait_for(
+            lambda r: [p["state"] for p in r.payloads("/status")][-1:] == ["stopped"], timeout=30, what="stopped"
+        )
     finally:
         rec.stop()
         broker.stop()
@@ -185,7 +203,9 @@ def test_broker_killed_at_random_and_daemon_restarted_while_down(tmp_path, edge_
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["closes-after-connect", "speaks-http"])
+@pytest.mark.parametrize(
+    "reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"], ids=["closes-after-connect", "speaks-http"]
+)
 def test_a_server_that_is_not_a_broker_is_logged_once(tmp_path, edge_models, blink_clip, reply):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -208,11 +228,21 @@ def test_a_server_that_is_not_a_broker_is_logged_once(tmp_path, edge_models, bli
             conn.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    cfg = write_config(tmp_path / "c.toml", {"device_id": "notmqtt", "stats_interval_s": 1.0},
-                       camera={"type": "file", "path": str(blink_clip), "loop": True}, classifier={"model": edge_models[1]},
-                       tracking={"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
-                       mqtt={"host": "127.0.0.1", "port": port, "outbox_path": str(tmp_path / "o.sqlite"),
-                             "reconnect_min_s": 1, "reconnect_max_s": 1, "connect_timeout_s": 2.0})
+    cfg = write_config(
+        tmp_path / "c.toml",
+        {"device_id": "notmqtt", "stats_interval_s": 1.0},
+        camera={"type": "file", "path": str(blink_clip), "loop": True},
+        classifier={"model": edge_models[1]},
+        tracking={"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
+        mqtt={
+            "host": "127.0.0.1",
+            "port": port,
+            "outbox_path": str(tmp_path / "o.sqlite"),
+            "reconnect_min_s": 1,
+            "reconnect_max_s": 1,
+            "connect_timeout_s": 2.0,
+        },
+    )
     daemon = Daemon(cfg, edge_models[0]).start()
     time.sleep(8)
     rc, _, err = daemon.terminate()

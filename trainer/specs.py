@@ -66,12 +66,24 @@ RESNET_RECIPE = Recipe(width=24, epochs=30, learning_rate=1e-3)
 
 
 def pretrain_spec() -> ModelSpec:
-    return ModelSpec("backbone-pretrain", "fer6", "resnet", PRETRAIN_CLASSES, replace(RESNET_RECIPE, epochs=30, learning_rate=2e-3))
+    return ModelSpec(
+        "backbone-pretrain", "fer6", "resnet", PRETRAIN_CLASSES, replace(RESNET_RECIPE, epochs=30, learning_rate=2e-3)
+    )
 
 
-SMOKE = dict(epochs=2, patience=1, warmup_epochs=1, width=8, per_class_limit=48, max_minutes=5.0, batch_size=32)
+SMOKE_PER_CLASS = 48  # images per class in smoke runs (tests, CI)
 
 
 def smoke(spec: ModelSpec) -> ModelSpec:
     """A tiny run (about a minute) for tests and CI: same code path, fewer images, epochs and channels."""
-    return replace(spec, recipe=replace(spec.recipe, **SMOKE))
+    recipe = replace(
+        spec.recipe,
+        epochs=2,
+        patience=1,
+        warmup_epochs=1,
+        width=8,
+        per_class_limit=SMOKE_PER_CLASS,
+        max_minutes=5.0,
+        batch_size=32,
+    )
+    return replace(spec, recipe=recipe)

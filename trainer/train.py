@@ -7,6 +7,7 @@ import logging
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from edge.core.errors import UserError
 from edge.core.preprocess import PreprocessSpec
 
-from .dataset import Split, load_split
+from .dataset import DataOptions, Split
 from .specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,17 @@ def _dataset(tf, split: Split, batch: int, n_classes: int, training: bool, seed:
         import keras
 
         # Geometric jitter of the size a face detector's boxes wobble by, plus mirror faces and lighting.
-        aug = keras.Sequential([
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.06, fill_mode="reflect", seed=seed + 1),
-            keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed + 2),
-            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=seed + 3),
-            keras.layers.RandomContrast(0.2, seed=seed + 4),
-            keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
-        ], name="augment")
+        aug = keras.Sequential(
+            [
+                keras.layers.RandomFlip("horizontal", seed=seed),
+                keras.layers.RandomRotation(0.06, fill_mode="reflect", seed=seed + 1),
+                keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed + 2),
+                keras.layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=seed + 3),
+                keras.layers.RandomContrast(0.2, seed=seed + 4),
+                keras.layers.RandomBrightness(0.15, value_range=(0, 255), seed=seed + 5),
+            ],
+            name="augment",
+        )
 
     def to_xy(x, y):
         x = tf.cast(x, tf.float32)
@@ -109,10 +113,15 @@ def build_model(spec: ModelSpec, backbone: str, backbone_weights: Path | None, i
     return resnet.build(len(spec.labels), net, r.dropout)
 
 
-def train(spec: ModelSpec, data_root: str | Path, run_dir: str | Path, preprocess: PreprocessSpec,
-          faces: str = "cropped", mapping: dict | None = None, backbone: str = "fer-resnet",
-          backbone_weights: Path | None = None, cache_dir: Path | None = None, skip_bad: bool = False,
-          verbose: int | None = None) -> dict:
+def train(
+    spec: ModelSpec,
+    data: DataOptions,
+    run_dir: str | Path,
+    preprocess: PreprocessSpec,
+    backbone: str = "fer-resnet",
+    backbone_weights: Path | None = None,
+    verbose: int | None = None,
+) -> dict:
     """Train (or resume) `spec`; writes model.keras, history.csv, train.json and, for pre-training, the backbone."""
     import keras
     import tensorflow as tf
@@ -125,19 +134,25 @@ def train(spec: ModelSpec, data_root: str | Path, run_dir: str | Path, preproces
             (run_dir / stale).unlink(missing_ok=True)
     keras.utils.set_random_seed(r.seed)
     gpus = tf.config.list_physical_devices("GPU")
-    log.info("training %s on %s", spec.name, f"GPU {gpus[0].name}" if gpus else f"CPU ({platform.processor() or platform.machine()})")
-    load = dict(labels=spec.labels, spec=preprocess, faces=faces, mapping=mapping, per_class_limit=r.per_class_limit,
-                skip_bad=skip_bad, cache_dir=cache_dir)
-    tr = load_split(data_root, "train", **load)
-    va = load_split(data_root, "val", **load)
+    log.info(
+        "training %s on %s",
+        spec.name,
+        f"GPU {gpus[0].name}" if gpus else f"CPU ({platform.processor() or platform.machine()})",
+    )
+    data = replace(data, per_class_limit=r.per_class_limit)  # the recipe's limit (smoke runs), recorded with it
+    tr = data.load("train", spec.labels, preprocess)
+    va = data.load("val", spec.labels, preprocess)
     log.info("train %s | val %s", tr.counts(), va.counts())
     if spec.arch == "resnet" and backbone == "fer-resnet" and backbone_weights is None and spec.class_set != "fer6":
         log.warning("no backbone weights given: the resnet trains from random initialisation (no transfer)")
     model = build_model(spec, backbone, backbone_weights, preprocess.input_shape)
     steps = int(np.ceil(len(tr.y) / r.batch_size))
-    # Linear warm-up (in the budget callback) protects pre-trained backbone weights from the fresh head's first gradients.
-    model.compile(optimizer=keras.optimizers.AdamW(r.learning_rate, weight_decay=r.weight_decay),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing), metrics=["accuracy"])
+    # Linear warm-up (in the budget callback) shields pre-trained backbone weights from the new head's first gradients.
+    model.compile(
+        optimizer=keras.optimizers.AdamW(r.learning_rate, weight_decay=r.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
+        metrics=["accuracy"],
+    )
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume after interruption
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True),
@@ -149,8 +164,10 @@ def train(spec: ModelSpec, data_root: str | Path, run_dir: str | Path, preproces
     hist = model.fit(
         _dataset(tf, tr, r.batch_size, len(spec.labels), True, r.seed, r.augment),
         validation_data=_dataset(tf, va, r.batch_size, len(spec.labels), False, r.seed, False),
-        epochs=r.epochs, class_weight=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
-        callbacks=callbacks, verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
+        epochs=r.epochs,
+        class_weight=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
+        callbacks=callbacks,
+        verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
     )
     seconds = time.monotonic() - t0
     if (run_dir / "best.keras").is_file():
@@ -159,17 +176,30 @@ def train(spec: ModelSpec, data_root: str | Path, run_dir: str | Path, preproces
     if spec.class_set == "fer6":
         backbone_model = keras.Model(model.input, model.get_layer("gap").output, name="backbone")
         backbone_model.save_weights(str(run_dir / BACKBONE_FILE))
-    val_loss, val_acc = model.evaluate(_dataset(tf, va, r.batch_size, len(spec.labels), False, r.seed, False), verbose=0)
+    val_loss, val_acc = model.evaluate(
+        _dataset(tf, va, r.batch_size, len(spec.labels), False, r.seed, False), verbose=0
+    )
     info = {
-        "spec": spec.name, "labels": list(spec.labels), "arch": spec.arch, "recipe": r.to_dict(),
+        "spec": spec.name,
+        "labels": list(spec.labels),
+        "arch": spec.arch,
+        "recipe": r.to_dict(),
         "backbone": backbone if spec.arch == "resnet" else None,
         "backbone_weights": str(backbone_weights) if backbone_weights else None,
-        "params": int(model.count_params()), "preprocess": preprocess.to_dict(),
-        "train_counts": tr.counts(), "val_counts": va.counts(), "skipped": {"train": tr.skipped, "val": va.skipped},
-        "epochs_run": len(hist.history.get("loss", [])), "seconds_this_run": round(seconds, 1),
-        "best_val_accuracy": round(float(val_acc), 4), "val_loss": round(float(val_loss), 4),
-        "data": str(Path(data_root).resolve()), "faces": faces, "command": " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tensorflow": tf.__version__,
+        "params": int(model.count_params()),
+        "preprocess": preprocess.to_dict(),
+        "train_counts": tr.counts(),
+        "val_counts": va.counts(),
+        "skipped": {"train": tr.skipped, "val": va.skipped},
+        "epochs_run": len(hist.history.get("loss", [])),
+        "seconds_this_run": round(seconds, 1),
+        "best_val_accuracy": round(float(val_acc), 4),
+        "val_loss": round(float(val_loss), 4),
+        "data": str(Path(data.root).resolve()),
+        "faces": data.faces,
+        "command": " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tensorflow": tf.__version__,
         "device": "GPU" if gpus else "CPU",
     }
     (run_dir / "train.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -179,5 +209,8 @@ def train(spec: ModelSpec, data_root: str | Path, run_dir: str | Path, preproces
 
 def require_backbone(path: Path) -> Path:
     if not path.is_file():
-        raise UserError(f"backbone weights {path} not found; fix: run 'emotion-trainer pretrain' first or pass --backbone-weights FILE")
+        raise UserError(
+            f"backbone weights {path} not found; fix: run 'emotion-trainer pretrain' first or pass --backbone-weights "
+            "FILE"
+        )
     return path

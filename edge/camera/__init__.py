@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import CameraError, FrameSource
+from .base import CameraError, Capture, Frame, FrameSource
 
 
 def make_source(cfg) -> FrameSource:
@@ -27,4 +27,4 @@ def make_source(cfg) -> FrameSource:
     return OpenCVSource(t, target, cfg)
 
 
-__all__ = ["CameraError", "FrameSource", "make_source"]
+__all__ = ["CameraError", "Capture", "Frame", "FrameSource", "make_source"]

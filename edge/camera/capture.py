@@ -13,27 +13,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable
-
-import numpy as np
+from collections.abc import Callable
 
 from edge.faults import FaultState
 
-from .base import CameraError, FrameSource
+from .base import CameraError, Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Frame:
-    image: np.ndarray
-    t_mono: float  # time.monotonic() at capture
-
-
 class LatestFrameCapture:
-    def __init__(self, source: FrameSource, reconnect_max_s: float = 30.0,
-                 make_source: Callable[[], FrameSource] | None = None):
+    def __init__(
+        self, source: FrameSource, reconnect_max_s: float = 30.0, make_source: Callable[[], FrameSource] | None = None
+    ):
         """make_source builds a fresh source for restart(); without it the same object is reopened."""
         self.make_source = make_source or (lambda: source)
         self.source = source
@@ -49,7 +41,7 @@ class LatestFrameCapture:
         self.dropped = 0  # frames replaced before the pipeline took them
         self.restarts = 0  # hung reader threads abandoned
         self.ended = False  # a finite source reached its end
-        self.heartbeat_mono = time.monotonic()  # the reader thread finished an operation (read, open attempt, backoff tick)
+        self.heartbeat_mono = time.monotonic()  # the reader finished an operation (read, open attempt, backoff tick)
         self.last_frame_mono: float | None = None
 
     @property
@@ -73,7 +65,9 @@ class LatestFrameCapture:
     def _spawn(self, source: FrameSource, opened: bool) -> None:
         self._generation += 1
         self.heartbeat_mono = time.monotonic()
-        self._thread = threading.Thread(target=self._run, args=(source, opened, self._generation), name="capture", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(source, opened, self._generation), name="capture", daemon=True
+        )
         self._thread.start()
 
     def restart(self, reason: str) -> None:

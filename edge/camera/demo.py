@@ -1,6 +1,6 @@
 """The built-in demo clip: scikit-image's public-domain astronaut photo, moving, with one to three faces.
 
-Made by the project itself (`emotion-edge demo-clip`, also run by `emotion-edge fetch`), so the
+Made by the project itself (by `emotion-edge fetch`, and on first use), so the
 daemon has a default source on any machine without a camera and no dataset image is shipped.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.assets import asset_path
+from edge.assets import demo_face_image
 from edge.core.errors import UserError
 from edge.core.paths import assets_dir
 
@@ -26,16 +26,17 @@ def demo_clip_path() -> Path:
     return path
 
 
-def make_demo_clip(path: Path, seconds: float = 12.0, fps: int = 30, size: tuple[int, int] = (640, 480),
-                   max_faces: int = 3) -> Path:
+def make_demo_clip(
+    path: Path, seconds: float = 12.0, fps: int = 30, size: tuple[int, int] = (640, 480), max_faces: int = 3
+) -> Path:
     """Write an MJPG AVI: faces enter one by one (1, then 2, then 3), drift and one turns into its mirror image."""
-    src = cv2.imread(str(asset_path("astronaut")), cv2.IMREAD_COLOR)
+    src = demo_face_image()
     head = cv2.resize(src[20:260, 110:350], (200, 200), interpolation=cv2.INTER_AREA)  # face with some context
     w, h = size
     n = int(seconds * fps)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.avi")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     if not writer.isOpened():
         raise UserError(f"OpenCV cannot write MJPG video to {tmp}; fix: check the folder is writable")
     slots = [(20, 40), (220, 250), (430, 60)]

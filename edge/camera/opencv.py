@@ -31,20 +31,25 @@ class OpenCVSource:
         self.target = target
         self.cfg = cfg
         self.name = name or cfg.name
-        self.cap = None
+        self.cap: cv2.VideoCapture | None = None
         self.pacer = Pacer(cfg.fps, cfg.realtime and kind == "file")
         self.frames_read = 0
 
     def _capture(self):
         if self.kind == "gstreamer":
             if not has_gstreamer():
-                raise UserError("this OpenCV was built without GStreamer, so camera.type = 'gstreamer' cannot work; "
-                                "fix: on Jetson use the system OpenCV (apt python3-opencv) in a venv made with "
-                                "--system-site-packages, and uninstall opencv-python-headless from it")
+                raise UserError(
+                    "this OpenCV was built without GStreamer, so camera.type = 'gstreamer' cannot work; "
+                    "fix: on Jetson use the system OpenCV (apt python3-opencv) in a venv made with "
+                    "--system-site-packages, and uninstall opencv-python-headless from it"
+                )
             return cv2.VideoCapture(self.target, cv2.CAP_GSTREAMER)
         if self.kind == "opencv":
-            cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2) if isinstance(self.target, int) or str(self.target).startswith("/dev/") \
+            cap = (
+                cv2.VideoCapture(self.target, cv2.CAP_V4L2)
+                if isinstance(self.target, int) or str(self.target).startswith("/dev/")
                 else cv2.VideoCapture(self.target)
+            )
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height)
             cap.set(cv2.CAP_PROP_FPS, self.cfg.fps)
@@ -55,28 +60,33 @@ class OpenCVSource:
         if self.kind == "stream":
             # Bounded network waits: a server that accepts but never answers fails the attempt (and is retried)
             # instead of holding the reader for FFmpeg's own, much longer, defaults.
-            return cv2.VideoCapture(str(self.target), cv2.CAP_FFMPEG,
-                                    [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+            return cv2.VideoCapture(
+                str(self.target),
+                cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS],
+            )
         return cv2.VideoCapture(str(self.target))
 
     def open(self) -> None:
-        self.cap = self._capture()
-        if not self.cap.isOpened():
-            self.cap.release()
-            self.cap = None
+        cap = self._capture()
+        if not cap.isOpened():
+            cap.release()
             if self.kind == "stream":
                 raise CameraError(f"stream {self.target} cannot be opened (unreachable?); retrying")
             if self.kind == "file":
                 raise UserError(f"video file {self.target} cannot be opened; it is corrupt or its codec is unsupported")
             if self.kind == "opencv":
-                raise UserError(f"camera {self.target!r} cannot be opened; fix: check it is plugged in "
-                                "(v4l2-ctl --list-devices), camera.index/path, and that the user is in group 'video'")
+                raise UserError(
+                    f"camera {self.target!r} cannot be opened; fix: check it is plugged in "
+                    "(v4l2-ctl --list-devices), camera.index/path, and that the user is in group 'video'"
+                )
             raise UserError(f"GStreamer pipeline cannot be opened: {self.target}; fix: test it with gst-launch-1.0")
+        self.cap = cap
         if self.kind == "file":
-            fps = self.cap.get(cv2.CAP_PROP_FPS)
+            fps = cap.get(cv2.CAP_PROP_FPS)
             if fps and fps > 0 and self.pacer.period:
                 self.pacer.period = 1.0 / fps
-            ok, frame = self.cap.read()  # a corrupt file opens but yields nothing
+            ok, frame = cap.read()  # a corrupt file opens but yields nothing
             if not ok:
                 self.close()
                 raise UserError(f"video file {self.target} has no readable frames; it is corrupt or empty")
@@ -86,7 +96,7 @@ class OpenCVSource:
 
     def read(self) -> np.ndarray | None:
         if self.cap is None:
-            raise CameraError(f"{self.name} is not open")
+            raise CameraError("not open")
         self.pacer.wait()
         if self._first is not None:
             frame, self._first = self._first, None
@@ -101,7 +111,7 @@ class OpenCVSource:
                 if not ok:
                     return None
             else:
-                raise CameraError(f"{self.name}: lost the camera/stream {self.target!r}")
+                raise CameraError(f"lost the camera/stream {self.target!r}")
         self.frames_read += 1
         return frame
 

@@ -23,12 +23,16 @@ class Picamera2Source:
         try:
             from picamera2 import Picamera2
         except ImportError:
-            raise UserError("camera.type = 'picamera2' needs picamera2; fix: 'sudo apt install python3-picamera2' and "
-                            "create the venv with --system-site-packages (deploy/install.sh does this)") from None
+            raise UserError(
+                "camera.type = 'picamera2' needs picamera2; fix: 'sudo apt install python3-picamera2' and "
+                "create the venv with --system-site-packages (deploy/install.sh does this)"
+            ) from None
         try:
             self.cam = Picamera2()
         except (RuntimeError, IndexError) as exc:
-            raise UserError(f"no Pi camera found ({exc}); fix: check the ribbon cable and 'rpicam-hello --list-cameras'") from None
+            raise UserError(
+                f"no Pi camera found ({exc}); fix: check the ribbon cable and 'rpicam-hello --list-cameras'"
+            ) from None
         # RGB888 arrives as B,G,R bytes per pixel — OpenCV's order. Full-range colour (sYCC) is asked for
         # explicitly: the default video configuration would use limited-range Rec.709.
         colour_space = None
@@ -38,8 +42,10 @@ class Picamera2Source:
             colour_space = ColorSpace.Sycc()
         except ImportError:
             log.warning("libcamera python bindings missing; using picamera2's default colour space")
-        kwargs = {"main": {"size": (self.cfg.width, self.cfg.height), "format": "RGB888"},
-                  "controls": {"FrameRate": float(self.cfg.fps)}}
+        kwargs = {
+            "main": {"size": (self.cfg.width, self.cfg.height), "format": "RGB888"},
+            "controls": {"FrameRate": float(self.cfg.fps)},
+        }
         if colour_space is not None:
             kwargs["colour_space"] = colour_space
         self.cam.configure(self.cam.create_video_configuration(**kwargs))

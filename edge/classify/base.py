@@ -1,4 +1,4 @@
-"""The classifier interface the pipeline and the trainer's evaluation are written against."""
+"""The classifier interface the pipeline is written against: what it reads, and one call per face."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Protocol
 import numpy as np
 
 from edge.core.preprocess import PreprocessSpec
-from edge.core.types import Prediction
 
 
 class Classifier(Protocol):
@@ -19,8 +18,4 @@ class Classifier(Protocol):
 
     def probabilities(self, face: np.ndarray) -> np.ndarray:
         """float32 probabilities in label order for the uint8 output of preprocess_face with this spec."""
-        ...
-
-    def classify(self, face: np.ndarray) -> Prediction:
-        """The same as an immutable Prediction (labels + probabilities)."""
         ...

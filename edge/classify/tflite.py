@@ -13,12 +13,14 @@ from edge.core.paths import models_dir
 from edge.core.preprocess import PreprocessSpec
 from edge.core.runtime import dequantize, make_interpreter, quantize
 from edge.core.types import Prediction
+from edge.stats import latency_summary
 
 
 class TFLiteClassifier:
     """Classify preprocessed face crops with one manifest-checked model variant."""
 
-    def __init__(self, entry: ModelEntry, variant: str = "int8", num_threads: int = 1):
+    def __init__(self, entry: ModelEntry, variant: str = "int8", num_threads: int = 1, tta: str | None = None):
+        """tta: test-time augmentation, "none" or "flip"; default: what the manifest records (chosen on val)."""
         self.name = entry.name
         self.variant = variant
         try:  # a hand-edited manifest entry: one line, not a KeyError traceback
@@ -27,29 +29,39 @@ class TFLiteClassifier:
             self.spec: PreprocessSpec = entry.preprocess
             path = entry.verify_file(variant)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ModelError(f"the manifest entry of model {entry.name!r} is malformed ({type(exc).__name__}: {exc}); "
-                             "fix: restore models/manifest.json from the release or re-export the model") from None
+            raise ModelError(
+                f"the manifest entry of model {entry.name!r} is malformed ({type(exc).__name__}: {exc}); "
+                "fix: restore models/manifest.json from the release or re-export the model"
+            ) from None
         if len(set(self.labels)) != len(self.labels) or not self.labels:
-            raise ModelError(f"model {self.name!r} lists labels {list(self.labels)}; they must be distinct; fix: restore the manifest")
+            raise ModelError(
+                f"model {self.name!r} lists labels {list(self.labels)}; they must be distinct; fix: restore the "
+                "manifest"
+            )
         self._interp = make_interpreter(path, num_threads)
         entry.check_interpreter(self._interp, variant)
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         # Test-time augmentation chosen on the val split by 'emotion-trainer evaluate' and recorded in the
         # manifest, so the device does exactly what was measured: "flip" averages the face and its mirror.
-        self.tta = entry.data.get("tta", "none")
+        self.tta = tta or entry.data.get("tta", "none")
         if self.tta not in ("none", "flip"):
-            raise ModelError(f"model {self.name!r} asks for unknown test-time augmentation {self.tta!r}; fix: upgrade emotion-edge")
+            raise ModelError(
+                f"model {self.name!r} asks for unknown test-time augmentation {self.tta!r}; fix: upgrade emotion-edge"
+            )
 
     @classmethod
-    def from_manifest(cls, name: str | None = None, variant: str = "int8", num_threads: int = 1,
-                      root: str | Path | None = None) -> "TFLiteClassifier":
+    def from_manifest(
+        cls, name: str | None = None, variant: str = "int8", num_threads: int = 1, root: str | Path | None = None
+    ) -> TFLiteClassifier:
         return cls(Manifest(root or models_dir()).entry(name), variant, num_threads)
 
     def probabilities(self, face: np.ndarray) -> np.ndarray:
         """float32 probabilities (len(labels),) for one uint8 face of shape spec.input_shape."""
         if face.shape != self.spec.input_shape or face.dtype != np.uint8:
-            raise ModelError(f"classifier {self.name!r} expects uint8 {self.spec.input_shape}, got {face.dtype} {face.shape}")
+            raise ModelError(
+                f"classifier {self.name!r} expects uint8 {self.spec.input_shape}, got {face.dtype} {face.shape}"
+            )
         probs = self._run(face)
         if self.tta == "flip":
             probs = (probs + self._run(face[:, ::-1])) / 2.0
@@ -62,8 +74,8 @@ class TFLiteClassifier:
         self._interp.invoke()
         return dequantize(self._interp.get_tensor(self._out["index"])[0], self._out)
 
-    def latency_ms(self, face: np.ndarray, runs: int = 200, warmup: int = 10) -> dict[str, float]:
-        """Per-face classification time (preprocessed bytes -> probabilities): median, p90, p95 in ms."""
+    def latency_ms(self, face: np.ndarray, runs: int = 200, warmup: int = 10) -> dict[str, float | int]:
+        """Per-face classification time (preprocessed bytes -> probabilities, TTA included): latency_summary."""
         for _ in range(warmup):
             self.probabilities(face)
         times = []
@@ -71,9 +83,7 @@ class TFLiteClassifier:
             t0 = time.perf_counter()
             self.probabilities(face)
             times.append((time.perf_counter() - t0) * 1000.0)
-        a = np.asarray(times)
-        return {"median": round(float(np.median(a)), 3), "p90": round(float(np.percentile(a, 90)), 3),
-                "p95": round(float(np.percentile(a, 95)), 3), "runs": runs}
+        return latency_summary(times)
 
     def classify(self, face: np.ndarray) -> Prediction:
         p = self.probabilities(face)

@@ -12,7 +12,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: larger than any camera frame we handle; a decoded 20000x20000 PNG would be 1.2 GB
+MAX_IMAGE_PIXELS = (
+    40_000_000  # 40 MP: larger than any camera frame we handle; a decoded 20000x20000 PNG would be 1.2 GB
+)
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:
@@ -24,9 +26,9 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
         while i + 9 < len(data):
             if data[i] != 0xFF:
                 return None
-            marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+            marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
             if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+                return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
             i += 2 + length
     return None
 

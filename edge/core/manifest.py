@@ -43,8 +43,12 @@ def labels_digest(labels: list[str] | tuple[str, ...], file_sha256: str) -> str:
 def tensor_record(detail: dict) -> dict[str, Any]:
     """What the manifest stores about one interpreter tensor."""
     scale, zp = quant_params(detail)
-    return {"shape": [int(s) for s in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
-            "scale": scale, "zero_point": zp}
+    return {
+        "shape": [int(s) for s in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "scale": scale,
+        "zero_point": zp,
+    }
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,10 @@ class ModelEntry:
     def variant(self, variant: str) -> dict[str, Any]:
         variants = self.data.get("variants", {})
         if variant not in variants:
-            raise ModelError(f"model {self.name!r} has no {variant!r} variant (has {sorted(variants)}); "
-                             f"fix: choose one of {sorted(variants)} or re-export it")
+            raise ModelError(
+                f"model {self.name!r} has no {variant!r} variant (has {sorted(variants)}); "
+                f"fix: choose one of {sorted(variants)} or re-export it"
+            )
         return variants[variant]
 
     def path(self, variant: str = "int8") -> Path:
@@ -81,20 +87,28 @@ class ModelEntry:
         """Check the file exists and has the recorded sha256."""
         path = self.path(variant)
         if not path.is_file():
-            raise ModelError(f"model file {path} is missing; fix: reinstall the models or run 'emotion-trainer export {self.name}'")
+            raise ModelError(
+                f"model file {path} is missing; fix: reinstall the models or run 'emotion-trainer export {self.name}'"
+            )
         want = self.variant(variant).get("sha256")
         try:
             got = sha256_file(path)
         except OSError as exc:
-            raise ModelError(f"model file {path} cannot be read ({exc.strerror}); fix: make it readable (chmod 0644)") from None
+            raise ModelError(
+                f"model file {path} cannot be read ({exc.strerror}); fix: make it readable (chmod 0644)"
+            ) from None
         if want != got:
-            raise ModelError(f"model file {path} does not match its manifest (sha256 {got[:12]}… != {str(want)[:12]}…); "
-                             "it is corrupt or was replaced: reinstall it or re-export it")
+            raise ModelError(
+                f"model file {path} does not match its manifest (sha256 {got[:12]}… != {str(want)[:12]}…); "
+                "it is corrupt or was replaced: reinstall it or re-export it"
+            )
         digest = self.variant(variant).get("labels_digest")
         if digest != labels_digest(self.labels, got):
-            raise ModelError(f"the labels {list(self.labels)} of model {self.name!r} are not the ones it was exported with "
-                             f"(labels_digest {'missing' if digest is None else 'differs'}); fix: restore the manifest's "
-                             "labels in their original order, or re-export the model")
+            raise ModelError(
+                f"the labels {list(self.labels)} of model {self.name!r} are not the ones it was exported with "
+                f"(labels_digest {'missing' if digest is None else 'differs'}); fix: restore the manifest's "
+                "labels in their original order, or re-export the model"
+            )
         return path
 
     def check_interpreter(self, interp: Any, variant: str = "int8") -> None:
@@ -102,23 +116,34 @@ class ModelEntry:
         rec = self.variant(variant)
         ins, outs = interp.get_input_details(), interp.get_output_details()
         if len(ins) != 1 or len(outs) != 1:
-            raise ModelError(f"model {self.name!r} has {len(ins)} inputs/{len(outs)} outputs; an emotion model has 1 and 1")
+            raise ModelError(
+                f"model {self.name!r} has {len(ins)} inputs/{len(outs)} outputs; an emotion model has 1 and 1"
+            )
         got_in, got_out = tensor_record(ins[0]), tensor_record(outs[0])
         spec = self.preprocess
         expect_shape = [1, *spec.input_shape]
         for what, got, want in (("input", got_in, rec["input"]), ("output", got_out, rec["output"])):
             for key in ("shape", "dtype"):
                 if got[key] != want[key]:
-                    raise ModelError(f"model {self.name!r} {what} {key} is {got[key]} but the manifest says {want[key]}; "
-                                     "fix: re-export the model or restore its manifest entry")
+                    raise ModelError(
+                        f"model {self.name!r} {what} {key} is {got[key]} but the manifest says {want[key]}; "
+                        "fix: re-export the model or restore its manifest entry"
+                    )
             if not np.isclose(got["scale"], want["scale"], rtol=1e-6) or got["zero_point"] != want["zero_point"]:
-                raise ModelError(f"model {self.name!r} {what} quantisation {got['scale']},{got['zero_point']} differs from the manifest; "
-                                 "fix: re-export the model")
+                raise ModelError(
+                    f"model {self.name!r} {what} quantisation {got['scale']},{got['zero_point']} differs from the "
+                    "manifest; "
+                    "fix: re-export the model"
+                )
         if got_in["shape"] != expect_shape:
-            raise ModelError(f"model {self.name!r} input shape {got_in['shape']} does not match its preprocessing {expect_shape}")
+            raise ModelError(
+                f"model {self.name!r} input shape {got_in['shape']} does not match its preprocessing {expect_shape}"
+            )
         if got_out["shape"][-1] != len(self.labels):
-            raise ModelError(f"model {self.name!r} outputs {got_out['shape'][-1]} classes but the manifest lists "
-                             f"{len(self.labels)} labels {list(self.labels)}; fix: correct the labels or re-export")
+            raise ModelError(
+                f"model {self.name!r} outputs {got_out['shape'][-1]} classes but the manifest lists "
+                f"{len(self.labels)} labels {list(self.labels)}; fix: correct the labels or re-export"
+            )
 
 
 class Manifest:
@@ -135,14 +160,22 @@ class Manifest:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ModelError(f"manifest {self.path} cannot be read ({exc.strerror}); fix: make it readable (chmod 0644)") from None
+            raise ModelError(
+                f"manifest {self.path} cannot be read ({exc.strerror}); fix: make it readable (chmod 0644)"
+            ) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"manifest {self.path} is not valid JSON ({exc}); fix: restore it from the release") from None
+            raise ModelError(
+                f"manifest {self.path} is not valid JSON ({exc}); fix: restore it from the release"
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-            raise ModelError(f"manifest {self.path} is not an object with a 'models' table; fix: restore it from the release")
+            raise ModelError(
+                f"manifest {self.path} is not an object with a 'models' table; fix: restore it from the release"
+            )
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ModelError(f"manifest {self.path} has schema_version {data.get('schema_version')!r}, "
-                             f"this emotion-edge reads {SCHEMA_VERSION}; fix: upgrade emotion-edge or the models")
+            raise ModelError(
+                f"manifest {self.path} has schema_version {data.get('schema_version')!r}, "
+                f"this emotion-edge reads {SCHEMA_VERSION}; fix: upgrade emotion-edge or the models"
+            )
         return data
 
     @property
@@ -158,9 +191,13 @@ class Manifest:
         if not name or name not in self.data["models"]:
             known = ", ".join(self.names) or "none"
             if not name:
-                raise ModelError(f"no model named and {self.path} has no default_model (known: {known}); "
-                                 "fix: set [classifier] model, or install/train the models")
-            raise ModelError(f"model {name!r} is not in {self.path} (known: {known}); fix: pick one of those or train it")
+                raise ModelError(
+                    f"no model named and {self.path} has no default_model (known: {known}); "
+                    "fix: set [classifier] model, or install/train the models"
+                )
+            raise ModelError(
+                f"model {name!r} is not in {self.path} (known: {known}); fix: pick one of those or train it"
+            )
         return ModelEntry(name, self.root, self.data["models"][name])
 
     def update(self, name: str, fields: dict[str, Any], default: bool | None = None) -> None:

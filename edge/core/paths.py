@@ -1,4 +1,7 @@
-"""Where models and fetched assets live: $EMOTION_EDGE_MODELS, the checkout's models/, or PREFIX/models beside an installed venv."""
+"""Where models and fetched assets live.
+
+$EMOTION_EDGE_MODELS, the checkout's models/, or PREFIX/models beside an installed venv.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})  # what cv2.imread reads here
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
+)  # what cv2.imread reads here
 
 
 def models_dir() -> Path:

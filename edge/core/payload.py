@@ -13,8 +13,8 @@ def utc_now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_payload(ev, *, device_id: str, camera: str, seq: int, model: str, model_version: str,
-                  frame_w: int, frame_h: int) -> dict[str, Any]:
+def _durable_header(device_id: str, camera: str, seq: int) -> dict[str, Any]:
+    """The fields every durable payload (event, summary) starts with: a unique id and the stream's seq."""
     return {
         "schema_version": SCHEMA_VERSION,
         "id": str(uuid.uuid4()),
@@ -22,6 +22,14 @@ def event_payload(ev, *, device_id: str, camera: str, seq: int, model: str, mode
         "timestamp": utc_now_iso(),
         "device_id": device_id,
         "camera": camera,
+    }
+
+
+def event_payload(
+    ev, *, device_id: str, camera: str, seq: int, model: str, model_version: str, frame_w: int, frame_h: int
+) -> dict[str, Any]:
+    return {
+        **_durable_header(device_id, camera, seq),
         "type": ev.type,
         "event_type": ev.type,  # Home Assistant's MQTT event entity reads this key
         "track_id": ev.track_id,
@@ -36,11 +44,29 @@ def event_payload(ev, *, device_id: str, camera: str, seq: int, model: str, mode
 
 
 def status_payload(state: str, device_id: str, **extra: Any) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "state": state, "device_id": device_id, "timestamp": utc_now_iso(), **extra}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "state": state,
+        "device_id": device_id,
+        "timestamp": utc_now_iso(),
+        **extra,
+    }
 
 
-def summary_payload(*, device_id: str, camera: str, seq: int, interval_s: float, counts: dict[str, int],
-                    tracks: dict[str, int], faces_seen: int) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "id": str(uuid.uuid4()), "seq": seq, "timestamp": utc_now_iso(),
-            "device_id": device_id, "camera": camera, "interval_s": interval_s, "counts": counts,
-            "tracks": tracks, "faces_seen": faces_seen}
+def summary_payload(
+    *,
+    device_id: str,
+    camera: str,
+    seq: int,
+    interval_s: float,
+    counts: dict[str, int],
+    tracks: dict[str, int],
+    faces_seen: int,
+) -> dict[str, Any]:
+    return {
+        **_durable_header(device_id, camera, seq),
+        "interval_s": interval_s,
+        "counts": counts,
+        "tracks": tracks,
+        "faces_seen": faces_seen,
+    }

@@ -46,14 +46,16 @@ class PreprocessSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise UserError(f"unknown preprocess keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         return cls(**d)
 
 
-def square_box(box: Box | None, frame_w: int, frame_h: int, margin: float, offset_y: float = 0.0) -> tuple[int, int, int]:
+def square_box(
+    box: Box | None, frame_w: int, frame_h: int, margin: float, offset_y: float = 0.0
+) -> tuple[int, int, int]:
     """Integer (x0, y0, side) of the square around `box`, grown by `margin` and shifted by `offset_y`.
 
     `box=None` means the frame already is the face crop: its centred square, without margin.

@@ -72,7 +72,9 @@ def _without_delegate_banner():
             tmp.seek(0)
             rest = b"".join(line for line in tmp.read().splitlines(keepends=True) if not line.startswith(_BANNER))
             if rest:
-                sys.stderr.buffer.write(rest) if hasattr(sys.stderr, "buffer") else sys.stderr.write(rest.decode(errors="replace"))
+                sys.stderr.buffer.write(rest) if hasattr(sys.stderr, "buffer") else sys.stderr.write(
+                    rest.decode(errors="replace")
+                )
                 sys.stderr.flush()
 
 
@@ -87,8 +89,10 @@ def make_interpreter(model_path: str | Path, num_threads: int = 1) -> Any:
             interp = cls(model_path=str(path), num_threads=int(num_threads))
             interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"model file {path} could not be loaded by {dist} ({str(exc).splitlines()[0]}); "
-                         "fix: re-export or reinstall it") from None
+        raise ModelError(
+            f"model file {path} could not be loaded by {dist} ({str(exc).splitlines()[0]}); "
+            "fix: re-export or reinstall it"
+        ) from None
     log.debug("loaded %s with %s (%d threads)", path, dist, num_threads)
     return interp
 

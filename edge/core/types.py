@@ -25,8 +25,11 @@ class Box:
 
     def normalised(self, frame_w: int, frame_h: int) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) as fractions of the frame size, clipped to [0, 1]."""
-        clip = lambda v: min(1.0, max(0.0, v))  # noqa: E731
-        return (clip(self.x0 / frame_w), clip(self.y0 / frame_h), clip(self.x1 / frame_w), clip(self.y1 / frame_h))
+        return (_unit(self.x0 / frame_w), _unit(self.y0 / frame_h), _unit(self.x1 / frame_w), _unit(self.y1 / frame_h))
+
+
+def _unit(v: float) -> float:
+    return min(1.0, max(0.0, v))
 
 
 @dataclass(frozen=True)
@@ -42,4 +45,4 @@ class Prediction:
         return self.labels[i], self.probs[i]
 
     def as_dict(self) -> dict[str, float]:
-        return {label: round(p, 4) for label, p in zip(self.labels, self.probs)}
+        return {label: round(p, 4) for label, p in zip(self.labels, self.probs, strict=True)}

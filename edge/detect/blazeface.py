@@ -54,8 +54,11 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     x1 = np.minimum(box[2], others[:, 2])
     y1 = np.minimum(box[3], others[:, 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(others) - inter, 1e-9)
+    return inter / np.maximum(_area(box) + _area(others) - inter, 1e-9)
+
+
+def _area(b: np.ndarray) -> np.ndarray:
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[tuple[np.ndarray, float]]:
@@ -74,8 +77,15 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) ->
 class BlazeFaceDetector:
     """Faces in a frame, with a score threshold, NMS, a minimum size and a maximum count."""
 
-    def __init__(self, variant: str = "short", score_threshold: float = 0.5, iou_threshold: float = 0.3,
-                 min_size_px: int = 0, max_faces: int = 10, num_threads: int = 1):
+    def __init__(
+        self,
+        variant: str = "short",
+        score_threshold: float = 0.5,
+        iou_threshold: float = 0.3,
+        min_size_px: int = 0,
+        max_faces: int = 10,
+        num_threads: int = 1,
+    ):
         if variant not in _VARIANTS:
             raise UserError(f"unknown BlazeFace variant {variant!r}; fix: use 'short' or 'full'")
         v = _VARIANTS[variant]
@@ -91,8 +101,10 @@ class BlazeFaceDetector:
         self._reg, self._cls = outs[0]["index"], outs[1]["index"]
         self._anchors = ssd_anchors(v.size, v.strides, v.anchors_per_cell)
         if int(outs[0]["shape"][1]) != len(self._anchors):
-            raise UserError(f"{self.name} model has {outs[0]['shape'][1]} anchors, expected {len(self._anchors)}; "
-                            "fix: run 'emotion-edge fetch --force'")
+            raise UserError(
+                f"{self.name} model has {outs[0]['shape'][1]} anchors, expected {len(self._anchors)}; "
+                "fix: run 'emotion-edge fetch --force'"
+            )
 
     def _letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, float, int, int]:
         """Pad to a centred square with black borders (as MediaPipe does) and resize to the input size."""
@@ -104,7 +116,9 @@ class BlazeFaceDetector:
         side = max(h, w)
         pad_x, pad_y = (side - w) // 2, (side - h) // 2
         square = cv2.copyMakeBorder(rgb, pad_y, side - h - pad_y, pad_x, side - w - pad_x, cv2.BORDER_CONSTANT, value=0)
-        resized = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_AREA if side > self.size else cv2.INTER_LINEAR)
+        resized = cv2.resize(
+            square, (self.size, self.size), interpolation=cv2.INTER_AREA if side > self.size else cv2.INTER_LINEAR
+        )
         return resized, float(side), pad_x, pad_y
 
     def detect(self, frame: np.ndarray) -> list[Box]:

@@ -31,8 +31,9 @@ def _slug(text: str) -> str:
 
 
 class Discovery:
-    def __init__(self, cfg, topics: dict[str, str], labels: tuple[str, ...], model: str, state_dir: Path,
-                 has_temperature: bool):
+    def __init__(
+        self, cfg, topics: dict[str, str], labels: tuple[str, ...], model: str, state_dir: Path, has_temperature: bool
+    ):
         self.cfg = cfg
         self.topics = topics
         self.labels = labels
@@ -43,47 +44,127 @@ class Discovery:
         self.has_temperature = has_temperature
 
     def _entity(self, component: str, key: str, name: str, available: bool = True, **extra) -> tuple[str, dict]:
-        device = {"identifiers": [self.node], "name": f"Emotion edge {self.cfg.camera.name} ({self.cfg.device_id})",
-                  "manufacturer": "emotion-edge", "model": f"Facial-emotion camera ({self.model})", "sw_version": __version__}
-        availability = {"availability_topic": self.topics["status"],
-                        "availability_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}"} if available else {}
-        payload = {"name": name, "unique_id": f"{self.node}_{key}", "object_id": f"{self.node}_{key}",
-                   "has_entity_name": True, "qos": 1, "device": device,
-                   "origin": {"name": "emotion-edge", "sw_version": __version__}, **availability, **extra}
+        device = {
+            "identifiers": [self.node],
+            "name": f"Emotion edge {self.cfg.camera.name} ({self.cfg.device_id})",
+            "manufacturer": "emotion-edge",
+            "model": f"Facial-emotion camera ({self.model})",
+            "sw_version": __version__,
+        }
+        availability = (
+            {
+                "availability_topic": self.topics["status"],
+                "availability_template": "{{ 'online' if value_json.state == 'online' else 'offline' }}",
+            }
+            if available
+            else {}
+        )
+        payload = {
+            "name": name,
+            "unique_id": f"{self.node}_{key}",
+            "object_id": f"{self.node}_{key}",
+            "has_entity_name": True,
+            "qos": 1,
+            "device": device,
+            "origin": {"name": "emotion-edge", "sw_version": __version__},
+            **availability,
+            **extra,
+        }
         return f"{self.prefix}/{component}/{self.node}/{key}/config", payload
 
     def configs(self) -> dict[str, dict]:
         state, stats = self.topics["state"], self.topics["stats"]
         every = max(30, int(3 * self.cfg.stats_interval_s))  # stats older than this read as unknown
         entities = [
-            self._entity("sensor", "dominant_emotion", "Dominant emotion", state_topic=state, device_class="enum",
-                         options=[*self.labels, "none"], value_template="{{ value_json.dominant_emotion }}",
-                         json_attributes_topic=state,
-                         json_attributes_template="{{ {'faces': value_json.faces, 'counts': value_json.counts} | tojson }}",
-                         icon="mdi:emoticon-outline"),
-            self._entity("sensor", "faces", "Faces", state_topic=state, state_class="measurement",
-                         value_template="{{ value_json.faces }}", icon="mdi:account-multiple"),
-            *[self._entity("sensor", f"{_slug(label)}_faces", f"{label.capitalize()} faces", state_topic=state,
-                           state_class="measurement", value_template=f"{{{{ value_json.counts.{label} | default(0) }}}}")
-              for label in self.labels],
-            self._entity("event", "emotion_event", "Emotion event", state_topic=self.topics["events"],
-                         event_types=["appear", "change", "leave"], icon="mdi:emoticon-excited-outline"),
-            # Diagnostics. Status has no availability: it must still read "offline" or "stopped" when the daemon is away.
-            self._entity("sensor", "status", "Status", available=False, state_topic=self.topics["status"],
-                         device_class="enum", options=["online", "offline", "stopped"],
-                         value_template="{{ value_json.state }}", entity_category="diagnostic"),
-            self._entity("sensor", "processing_rate", "Processing rate", state_topic=stats, state_class="measurement",
-                         unit_of_measurement="fps", value_template="{{ value_json.processed_fps }}",
-                         entity_category="diagnostic", expire_after=every),
-            self._entity("sensor", "outbox_depth", "Outbox depth", state_topic=stats, state_class="measurement",
-                         value_template="{{ value_json.outbox_depth | default(0) }}", entity_category="diagnostic",
-                         expire_after=every),
+            self._entity(
+                "sensor",
+                "dominant_emotion",
+                "Dominant emotion",
+                state_topic=state,
+                device_class="enum",
+                options=[*self.labels, "none"],
+                value_template="{{ value_json.dominant_emotion }}",
+                json_attributes_topic=state,
+                json_attributes_template="{{ {'faces': value_json.faces, 'counts': value_json.counts} | tojson }}",
+                icon="mdi:emoticon-outline",
+            ),
+            self._entity(
+                "sensor",
+                "faces",
+                "Faces",
+                state_topic=state,
+                state_class="measurement",
+                value_template="{{ value_json.faces }}",
+                icon="mdi:account-multiple",
+            ),
+            *[
+                self._entity(
+                    "sensor",
+                    f"{_slug(label)}_faces",
+                    f"{label.capitalize()} faces",
+                    state_topic=state,
+                    state_class="measurement",
+                    value_template=f"{{{{ value_json.counts.{label} | default(0) }}}}",
+                )
+                for label in self.labels
+            ],
+            self._entity(
+                "event",
+                "emotion_event",
+                "Emotion event",
+                state_topic=self.topics["events"],
+                event_types=["appear", "change", "leave"],
+                icon="mdi:emoticon-excited-outline",
+            ),
+            # Diagnostics. Status has no availability: it must read "offline" or "stopped" while the daemon is away.
+            self._entity(
+                "sensor",
+                "status",
+                "Status",
+                available=False,
+                state_topic=self.topics["status"],
+                device_class="enum",
+                options=["online", "offline", "stopped"],
+                value_template="{{ value_json.state }}",
+                entity_category="diagnostic",
+            ),
+            self._entity(
+                "sensor",
+                "processing_rate",
+                "Processing rate",
+                state_topic=stats,
+                state_class="measurement",
+                unit_of_measurement="fps",
+                value_template="{{ value_json.processed_fps }}",
+                entity_category="diagnostic",
+                expire_after=every,
+            ),
+            self._entity(
+                "sensor",
+                "outbox_depth",
+                "Outbox depth",
+                state_topic=stats,
+                state_class="measurement",
+                value_template="{{ value_json.outbox_depth | default(0) }}",
+                entity_category="diagnostic",
+                expire_after=every,
+            ),
         ]
         if self.has_temperature:
-            entities.append(self._entity("sensor", "cpu_temperature", "CPU temperature", state_topic=stats,
-                                         device_class="temperature", state_class="measurement", unit_of_measurement="°C",
-                                         value_template="{{ value_json.cpu_temp_c }}", entity_category="diagnostic",
-                                         expire_after=every))
+            entities.append(
+                self._entity(
+                    "sensor",
+                    "cpu_temperature",
+                    "CPU temperature",
+                    state_topic=stats,
+                    device_class="temperature",
+                    state_class="measurement",
+                    unit_of_measurement="°C",
+                    value_template="{{ value_json.cpu_temp_c }}",
+                    entity_category="diagnostic",
+                    expire_after=every,
+                )
+            )
         return dict(entities)
 
     def _recorded(self) -> list[str]:
@@ -99,8 +180,11 @@ class Discovery:
             tmp.write_text(json.dumps({"topics": sorted(topics)}))
             tmp.replace(self.record)
         except OSError as exc:
-            log.warning("cannot record the Home Assistant discovery topics in %s (%s); a later rename may leave orphans",
-                        self.record, exc.strerror)
+            log.warning(
+                "cannot record the Home Assistant discovery topics in %s (%s); a later rename may leave orphans",
+                self.record,
+                exc.strerror,
+            )
 
     def publish(self, client) -> None:
         """Announce (retained); remove what an earlier run announced under other topics."""

@@ -69,19 +69,35 @@ class MQTTPublisher:
         if cfg.homeassistant.enabled:
             from .homeassistant import Discovery
 
-            self.discovery = Discovery(cfg, self.topics, labels, model, self.outbox.path.parent,
-                                       Path("/sys/class/thermal/thermal_zone0/temp").exists())
+            self.discovery = Discovery(
+                cfg,
+                self.topics,
+                labels,
+                model,
+                self.outbox.path.parent,
+                Path("/sys/class/thermal/thermal_zone0/temp").exists(),
+            )
 
     def _client(self) -> mqtt.Client:
         self.client_id = self.m.client_id or f"emotion-edge-{self.cfg.device_id}"
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=mqtt.MQTTv311, clean_session=True)
-        c.will_set(self.topics["status"], json.dumps(status_payload("offline", self.cfg.device_id, timestamp=None)), qos=1, retain=True)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311, clean_session=True
+        )
+        c.will_set(
+            self.topics["status"],
+            json.dumps(status_payload("offline", self.cfg.device_id, timestamp=None)),
+            qos=1,
+            retain=True,
+        )
         password = mqtt_password(self.m)
         if self.m.username:
             c.username_pw_set(self.m.username, password)
         if self.m.tls.enabled:
-            c.tls_set(ca_certs=self.m.tls.ca_file or None, certfile=self.m.tls.cert_file or None, keyfile=self.m.tls.key_file or None)
+            c.tls_set(
+                ca_certs=self.m.tls.ca_file or None,
+                certfile=self.m.tls.cert_file or None,
+                keyfile=self.m.tls.key_file or None,
+            )
             c.tls_insecure_set(self.m.tls.insecure)
         c.reconnect_delay_set(self.m.reconnect_min_s, self.m.reconnect_max_s)
         c.max_queued_messages_set(0)
@@ -106,7 +122,9 @@ class MQTTPublisher:
         self.first_connack_ok = True
         self.connects += 1
         self.link.ok()
-        client.publish(self.topics["status"], json.dumps(status_payload("online", self.cfg.device_id)), qos=1, retain=True)
+        client.publish(
+            self.topics["status"], json.dumps(status_payload("online", self.cfg.device_id)), qos=1, retain=True
+        )
         if self.discovery:
             client.subscribe(f"{self.cfg.homeassistant.discovery_prefix}/status", qos=1)
             self.discovery.publish(client)
@@ -149,7 +167,9 @@ class MQTTPublisher:
     # ---------------------------------------------------------------------------------------
     def _reachable(self) -> bool:
         try:
-            with socket.create_connection((self.m.host, self.m.port), timeout=min(5.0, self.m.connect_timeout_s or 5.0)):
+            with socket.create_connection(
+                (self.m.host, self.m.port), timeout=min(5.0, self.m.connect_timeout_s or 5.0)
+            ):
                 return True
         except OSError:
             return False
@@ -166,11 +186,18 @@ class MQTTPublisher:
         except OSError as exc:
             self._claim.close()
             if exc.errno != errno.EADDRINUSE:
-                log.warning("cannot claim the MQTT identity %r on this machine (%s); not checking for duplicates", client_id, exc)
+                log.warning(
+                    "cannot claim the MQTT identity %r on this machine (%s); not checking for duplicates",
+                    client_id,
+                    exc,
+                )
                 return
-            raise UserError(f"another emotion-edge on this machine already publishes as {client_id!r} to {self.m.host}:{self.m.port} "
-                            f"(device_id {self.cfg.device_id!r}); fix: give each camera's config its own device_id "
-                            "(emotion-edge@<name> instances get '<host>-<name>' by default)") from None
+            raise UserError(
+                f"another emotion-edge on this machine already publishes as {client_id!r} to "
+                f"{self.m.host}:{self.m.port} "
+                f"(device_id {self.cfg.device_id!r}); fix: give each camera's config its own device_id "
+                "(emotion-edge@<name> instances get '<host>-<name>' by default)"
+            ) from None
 
     def start(self) -> None:
         """Connect synchronously once so TLS and credential mistakes surface as one-line errors (before READY).
@@ -178,7 +205,9 @@ class MQTTPublisher:
         A broker that is down is not a mistake: the daemon starts at once and queues in the outbox."""
         self._claim_identity()
         where = f"{self.m.host}:{self.m.port}"
-        tls_hint = "fix: check mqtt.port (8883 is usual for TLS), mqtt.tls.ca_file, the broker's certificate and host name"
+        tls_hint = (
+            "fix: check mqtt.port (8883 is usual for TLS), mqtt.tls.ca_file, the broker's certificate and host name"
+        )
         reachable = self._reachable()
         try:
             if not reachable:
@@ -197,10 +226,14 @@ class MQTTPublisher:
         self.sender.start()
         if reachable and self.first_connack.wait(self.m.connect_timeout_s) and self.refused in AUTH_FAILURES:
             self.client.loop_stop()
-            raise UserError(f"broker {where} refused the credentials ({self.refused}); fix: check mqtt.username and the "
-                            "password file / systemd credential 'mqtt-password'")
+            raise UserError(
+                f"broker {where} refused the credentials ({self.refused}); fix: check mqtt.username and the "
+                "password file / systemd credential 'mqtt-password'"
+            )
         if reachable and not self.first_connack.is_set():
-            self.link.fail(f"no CONNACK within {self.m.connect_timeout_s:g} s (is it an MQTT broker?); retrying in the background")
+            self.link.fail(
+                f"no CONNACK within {self.m.connect_timeout_s:g} s (is it an MQTT broker?); retrying in the background"
+            )
 
     def _send_loop(self) -> None:
         while not self.stop.is_set():
@@ -241,7 +274,8 @@ class MQTTPublisher:
 
     def _collect_acks(self) -> None:
         """Delete from the outbox what the broker acknowledged (sender thread only)."""
-        done, waiting = [], []
+        done: list[tuple[mqtt.MQTTMessageInfo, int]] = []
+        waiting: list[tuple[mqtt.MQTTMessageInfo, int]] = []
         for item in self.inflight:
             (done if item[0].is_published() else waiting).append(item)
         self.inflight = waiting
@@ -267,10 +301,17 @@ class MQTTPublisher:
             self.client.publish(self.topics[kind], data, qos=1 if retain else 0, retain=retain)
 
     def health(self) -> dict[str, Any]:
-        return {"publisher": "mqtt", "connected": self.connected.is_set(), "outbox_depth": self.outbox.depth(),
-                "outbox_dropped": self.outbox.dropped(), "outbox_write_failed": self.outbox.write_failed,
-                "outbox_recovered": self.outbox.recovered, "connects": self.connects, "disconnects": self.disconnects,
-                "connect_failures": self.connect_failures}
+        return {
+            "publisher": "mqtt",
+            "connected": self.connected.is_set(),
+            "outbox_depth": self.outbox.depth(),
+            "outbox_dropped": self.outbox.dropped(),
+            "outbox_write_failed": self.outbox.write_failed,
+            "outbox_recovered": self.outbox.recovered,
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "connect_failures": self.connect_failures,
+        }
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Drain what the broker can take within timeout_s, publish `stopped`, disconnect cleanly."""
@@ -283,7 +324,9 @@ class MQTTPublisher:
         if self.sender.is_alive():
             self.sender.join(timeout=2)
         if self.connected.is_set():
-            info = self.client.publish(self.topics["status"], json.dumps(status_payload("stopped", self.cfg.device_id)), qos=1, retain=True)
+            info = self.client.publish(
+                self.topics["status"], json.dumps(status_payload("stopped", self.cfg.device_id)), qos=1, retain=True
+            )
             try:
                 info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
             except (RuntimeError, ValueError):
@@ -292,5 +335,7 @@ class MQTTPublisher:
         self.client.loop_stop()
         left = self.outbox.depth()
         if left:
-            log.warning("%d event(s) remain in the outbox %s and will be sent on the next start", left, self.outbox.path)
+            log.warning(
+                "%d event(s) remain in the outbox %s and will be sent on the next start", left, self.outbox.path
+            )
         self.outbox.close()

@@ -54,22 +54,31 @@ class Outbox:
         try:
             self.db = self._open()
         except (sqlite3.Error, OSError) as exc:
-            raise UserError(f"cannot open or recreate the outbox {self.path} ({exc}); "
-                            "fix: check the disk and the folder's permissions, or set mqtt.outbox_path") from None
+            raise UserError(
+                f"cannot open or recreate the outbox {self.path} ({exc}); "
+                "fix: check the disk and the folder's permissions, or set mqtt.outbox_path"
+            ) from None
 
     # -- opening and recovery ------------------------------------------------------------------
     def _check_location(self) -> None:
         """Start-up mistakes (before READY): one line naming the fix."""
         if self.path.is_dir():
-            raise UserError(f"mqtt.outbox_path {self.path} is a directory; fix: name a file inside it, e.g. {self.path / 'outbox.sqlite'}")
+            raise UserError(
+                f"mqtt.outbox_path {self.path} is a directory; fix: name a file inside it, e.g. "
+                f"{self.path / 'outbox.sqlite'}"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create the outbox folder {self.path.parent} ({exc.strerror}); "
-                            "fix: make it writable by the service user or set mqtt.outbox_path") from None
+            raise UserError(
+                f"cannot create the outbox folder {self.path.parent} ({exc.strerror}); "
+                "fix: make it writable by the service user or set mqtt.outbox_path"
+            ) from None
         if not os.access(self.path.parent, os.W_OK | os.X_OK):
-            raise UserError(f"the outbox folder {self.path.parent} is not writable by this user; "
-                            "fix: make it writable (under systemd: StateDirectory=) or set mqtt.outbox_path")
+            raise UserError(
+                f"the outbox folder {self.path.parent} is not writable by this user; "
+                "fix: make it writable (under systemd: StateDirectory=) or set mqtt.outbox_path"
+            )
 
     def _read_hwm(self) -> dict[str, int]:
         try:
@@ -96,8 +105,10 @@ class Outbox:
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             # `seq` here is the row's position in the queue; the per-stream sequence numbers live in meta.
-            db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
-                       "payload BLOB NOT NULL, qos INTEGER NOT NULL, created REAL NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+                "payload BLOB NOT NULL, qos INTEGER NOT NULL, created REAL NOT NULL)"
+            )
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         except BaseException:
             db.close()
@@ -114,8 +125,14 @@ class Outbox:
                 except OSError:
                     src.unlink(missing_ok=True)
         self.recovered += 1
-        log.error("outbox %s was unusable (%s): moved aside as %s.bad-%s and started a fresh one; events still queued "
-                  "in it were not sent (inspect it with sqlite3)", self.path, why, self.path.name, stamp)
+        log.error(
+            "outbox %s was unusable (%s): moved aside as %s.bad-%s and started a fresh one; events still queued "
+            "in it were not sent (inspect it with sqlite3)",
+            self.path,
+            why,
+            self.path.name,
+            stamp,
+        )
 
     def _open(self) -> sqlite3.Connection:
         emptied = self.path.exists() and self.path.stat().st_size == 0 and bool(self.reserved)
@@ -132,8 +149,11 @@ class Outbox:
             # A new database where one existed before: continue above everything that might have been issued.
             for stream, hwm in self.reserved.items():
                 self._set_meta(f"seq:{stream}", hwm)
-            log.warning("outbox %s is new: sequence numbers continue above %s, so subscribers see the gap",
-                        self.path, self.reserved)
+            log.warning(
+                "outbox %s is new: sequence numbers continue above %s, so subscribers see the gap",
+                self.path,
+                self.reserved,
+            )
         self.count = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         top = db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] or 0
         if top > self._meta("row"):
@@ -154,7 +174,10 @@ class Outbox:
         return int(row[0]) if row else 0
 
     def _set_meta(self, key: str, value: int) -> None:
-        self.db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
 
     def _stream_seq(self, stream: str) -> int:
         seq = self._meta(f"seq:{stream}")
@@ -199,8 +222,10 @@ class Outbox:
             row = self._meta("row") + 1
             self._set_meta("row", row)
             payload = make_payload(seq)
-            db.execute("INSERT INTO outbox(seq, topic, payload, qos, created) VALUES(?, ?, ?, ?, ?)",
-                       (row, topic, payload, qos, time.time()))
+            db.execute(
+                "INSERT INTO outbox(seq, topic, payload, qos, created) VALUES(?, ?, ?, ?, ?)",
+                (row, topic, payload, qos, time.time()),
+            )
             over = self.count + 1 - self.max_events
             if over > 0:
                 db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (over,))
@@ -216,8 +241,12 @@ class Outbox:
         self.health.ok()
         if over > 0 and not self._dropped_episode:
             self._dropped_episode = True
-            log.warning("outbox %s is full (%d messages): dropping the oldest (counted in outbox_dropped; logged once "
-                        "until it drains)", self.path, self.max_events)
+            log.warning(
+                "outbox %s is full (%d messages): dropping the oldest (counted in outbox_dropped; logged once "
+                "until it drains)",
+                self.path,
+                self.max_events,
+            )
         elif over <= 0 and self._dropped_episode and self.count < self.max_events * 0.9:
             self._dropped_episode = False
         return seq
@@ -225,8 +254,9 @@ class Outbox:
     def pending(self, after_row: int, limit: int) -> list[tuple[int, str, bytes, int]]:
         """(row, topic, payload, qos) in queue order, after the given row."""
         with self.lock:
-            return self.db.execute("SELECT seq, topic, payload, qos FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                                   (after_row, limit)).fetchall()
+            return self.db.execute(
+                "SELECT seq, topic, payload, qos FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_row, limit)
+            ).fetchall()
 
     def ack(self, row: int) -> None:
         with self.lock:

@@ -12,8 +12,8 @@ import json
 import sys
 
 import voluptuous as vol
-from homeassistant.const import __version__ as ha_version
 from homeassistant.components.mqtt.discovery import MQTT_ORIGIN_INFO_SCHEMA
+from homeassistant.const import __version__ as ha_version
 
 
 def main() -> int:

@@ -38,14 +38,24 @@ def wait_port(port: int, up: bool = True, timeout: float = 10.0) -> None:
 class Mosquitto:
     """mosquitto -c <generated conf>; persistence on so durable subscriptions survive a restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None, password: tuple[str, str] | None = None, tls: dict | None = None):
+    def __init__(
+        self, workdir: Path, port: int | None = None, password: tuple[str, str] | None = None, tls: dict | None = None
+    ):
         if not shutil.which("mosquitto"):
-            pytest.fail("mosquitto is not installed; run 'bash tests/run.sh' (it installs it) or apt-get install mosquitto")
+            pytest.fail(
+                "mosquitto is not installed; run 'bash tests/run.sh' (it installs it) or apt-get install mosquitto"
+            )
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
-                 "autosave_interval 1", f"log_dest file {self.dir}/mosquitto.log", "log_type all"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 1",
+            f"log_dest file {self.dir}/mosquitto.log",
+            "log_type all",
+        ]
         if os.geteuid() == 0:  # as root mosquitto drops to user 'mosquitto', who cannot read pytest's 0700 tmp dirs
             lines.append("user root")
         if password:
@@ -60,13 +70,16 @@ class Mosquitto:
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Mosquitto":
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def start(self) -> Mosquitto:
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             wait_port(self.port)
         except TimeoutError:
             self.proc.kill()
-            raise RuntimeError(f"mosquitto did not start: {self.proc.stderr.read().decode()[-500:]}")
+            err = self.proc.stderr.read().decode()[-500:] if self.proc.stderr else ""
+            raise RuntimeError(f"mosquitto did not start: {err}") from None
         return self
 
     def stop(self) -> None:
@@ -79,7 +92,9 @@ class Mosquitto:
 class Recorder:
     """Subscribes with a persistent session (clean_session=False, QoS 1) and records every message."""
 
-    def __init__(self, port: int, topic: str = "#", client_id: str = "test-recorder", auth: tuple[str, str] | None = None):
+    def __init__(
+        self, port: int, topic: str = "#", client_id: str = "test-recorder", auth: tuple[str, str] | None = None
+    ):
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
@@ -87,14 +102,14 @@ class Recorder:
             self.c.username_pw_set(*auth)
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.c.on_message = self._on_message
-        self.c.reconnect_delay_set(0.1, 0.5)
+        self.c.reconnect_delay_set(1, 1)
         self.port = port
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.lock:
             self.messages.append((msg.topic, msg.payload, msg.retain))
 
-    def start(self) -> "Recorder":
+    def start(self) -> Recorder:
         self.c.connect("127.0.0.1", self.port, keepalive=5)
         self.c.loop_start()
         return self

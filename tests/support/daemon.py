@@ -22,7 +22,7 @@ def write_config(path: Path, top: dict, **tables: dict) -> Path:
     return path
 
 
-RUNNING: list["Daemon"] = []  # killed after each test by conftest's autouse fixture, pass or fail
+RUNNING: list[Daemon] = []  # killed after each test by conftest's autouse fixture, pass or fail
 
 
 class Daemon:
@@ -30,10 +30,17 @@ class Daemon:
         self.cmd = [sys.executable, "-m", "edge", "run", "--config", str(config)]
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "EMOTION_EDGE_MODELS": str(models_dir), **(env or {})}
         self.cwd = cwd
-        self.proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen | None = None
 
-    def start(self) -> "Daemon":
-        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    @property
+    def proc(self) -> subprocess.Popen:
+        assert self._proc is not None, "Daemon.start() first"
+        return self._proc
+
+    def start(self) -> Daemon:
+        self._proc = subprocess.Popen(
+            self.cmd, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         RUNNING.append(self)
         return self
 

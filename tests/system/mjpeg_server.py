@@ -24,7 +24,7 @@ def main() -> None:
         raise SystemExit(f"no .jpg files in {args.dir}")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):  # http.server's method name
             if self.path != "/stream.mjpg":
                 self.send_error(404)
                 return

@@ -1,4 +1,4 @@
-"""Model architectures, one module each: `scratch` (the thesis's plain CNN) and `resnet` (residual, transfer-learned)."""
+"""Model architectures, one module each: `scratch` (the thesis's plain CNN), `resnet` (residual, transfer-learned)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ def input_stem(keras, input_shape, name: str = "stem"):
 
     Normalisation lives in the model so the device feeds bytes. The thesis's 100x100 input is kept
     as the interface, but FER2013 faces are natively 48x48: pooling to 50x50 first loses nothing
-    and cuts compute 4x, which is what makes CPU training and 5 ms inference possible.
+    and cuts compute 4x, which is what makes CPU training and sub-millisecond int8 inference possible.
     """
     inp = keras.Input(shape=input_shape, name="face")
     x = keras.layers.Rescaling(1.0 / 255.0, name=f"{name}_rescale")(inp)

@@ -14,13 +14,17 @@ BACKBONES = ("fer-resnet", "resnet50")
 
 def _basic_block(keras, x, filters: int, stride: int, reg, name: str):
     shortcut = x
-    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, kernel_regularizer=reg, name=f"{name}_conv1")(x)
+    y = keras.layers.Conv2D(
+        filters, 3, strides=stride, padding="same", use_bias=False, kernel_regularizer=reg, name=f"{name}_conv1"
+    )(x)
     y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"{name}_conv2")(y)
     y = keras.layers.BatchNormalization(name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_regularizer=reg, name=f"{name}_proj")(shortcut)
+        shortcut = keras.layers.Conv2D(
+            filters, 1, strides=stride, use_bias=False, kernel_regularizer=reg, name=f"{name}_proj"
+        )(shortcut)
         shortcut = keras.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y)
@@ -60,13 +64,17 @@ def build_backbone(kind: str, input_shape, width: int, weight_decay: float, weig
             try:
                 backbone.load_weights(str(weights_file))
             except (ValueError, OSError) as exc:
-                raise UserError(f"backbone weights {weights_file} do not fit the fer-resnet backbone (width {width}): "
-                                f"{str(exc).splitlines()[0]}; fix: re-run 'emotion-trainer pretrain' with the same width") from None
+                raise UserError(
+                    f"backbone weights {weights_file} do not fit the fer-resnet backbone (width {width}): "
+                    f"{str(exc).splitlines()[0]}; fix: re-run 'emotion-trainer pretrain' with the same width"
+                ) from None
         return backbone
     if kind == "resnet50":
         if not weights_file or not Path(weights_file).is_file():
-            raise UserError("backbone resnet50 needs --backbone-weights FILE (Keras ResNet50 'notop' ImageNet weights); "
-                            "they cannot be downloaded at run time")
+            raise UserError(
+                "backbone resnet50 needs --backbone-weights FILE (Keras ResNet50 'notop' ImageNet weights); "
+                "they cannot be downloaded at run time"
+            )
         return keras_resnet50_backbone(input_shape, Path(weights_file))
     raise UserError(f"unknown backbone {kind!r}; fix: use one of {', '.join(BACKBONES)}")
 

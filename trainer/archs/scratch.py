@@ -5,7 +5,9 @@ from __future__ import annotations
 from . import input_stem
 
 
-def build(num_classes: int, input_shape=(100, 100, 3), width: int = 32, dropout: float = 0.5, weight_decay: float = 1e-4):
+def build(
+    num_classes: int, input_shape=(100, 100, 3), width: int = 32, dropout: float = 0.5, weight_decay: float = 1e-4
+):
     import keras
 
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None

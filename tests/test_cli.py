@@ -1,0 +1,114 @@
+"""Every subcommand of `emotion-edge` and `emotion-trainer` is run for real at least once (not only --help).
+
+The commands run elsewhere are listed in ELSEWHERE with the test that runs them; the rest run here. A new
+subcommand fails test_every_subcommand_is_run until a test runs it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.broker import free_port
+
+ELSEWHERE = {
+    "emotion-edge run": "tests/test_daemon_mqtt.py and tests/support/daemon.py (and below, --publisher stdout)",
+    "emotion-edge check-config": "tests/test_bad_inputs.py (and below, on the example config)",
+    "emotion-edge bench": "tests/test_bench.py",
+    "emotion-edge soak": "tests/test_bench.py::test_soak_command_writes_its_series",
+    "emotion-edge listen": "tests/test_listen.py",
+    "emotion-edge analyze": "tests/test_analyze.py",
+    "emotion-trainer prepare": "tests/test_cli_trainer.py::test_label_mapping_and_unsplit_dataset",
+    "emotion-trainer crop-stats": "tests/test_cli_trainer.py::test_crop_stats_runs_and_backs_the_shipped_crop",
+    "emotion-trainer compare-fer": "tests/test_cli_trainer.py::test_compare_fer_without_fer_says_how_to_get_it",
+    "emotion-trainer suite": "tests/conftest.py::suite (and tests/test_trainer_smoke.py)",
+    "emotion-trainer report": "tests/test_report.py",
+}
+HERE = {
+    "emotion-edge models",
+    "emotion-edge example-config",
+    "emotion-edge fetch",
+    "emotion-edge demo",
+    "emotion-trainer pretrain",
+    "emotion-trainer train",
+    "emotion-trainer export",
+    "emotion-trainer evaluate",
+}
+
+
+def _subcommands(parser) -> set[str]:
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {f"{parser.prog} {name}" for name in action.choices}
+
+
+def test_every_subcommand_is_run():
+    from edge.__main__ import build_parser as edge_parser
+    from trainer.__main__ import build_parser as trainer_parser
+
+    assert _subcommands(edge_parser()) | _subcommands(trainer_parser()) == set(ELSEWHERE) | HERE
+
+
+def test_models_lists_every_shipped_model(run):
+    from edge.core.manifest import Manifest
+    from edge.core.paths import models_dir
+
+    proc = run("edge", "models")
+    assert proc.returncode == 0, proc.stderr
+    manifest = Manifest(models_dir())
+    rows = {line.split()[0].rstrip("*"): line.split() for line in proc.stdout.splitlines()[1:] if line.strip()}
+    for name in manifest.names:
+        acc = manifest.entry(name).data["metrics"]["int8"]["accuracy"]
+        assert f"{acc:.4f}" in rows[name], rows[name]  # the manifest's number, printed
+    assert f"{manifest.default_model}*" in proc.stdout
+
+
+def test_example_config_passes_check_config_and_runs(run, tmp_path):
+    proc = run("edge", "example-config")
+    assert proc.returncode == 0 and "[camera]" in proc.stdout
+    cfg = tmp_path / "example.toml"
+    cfg.write_text(proc.stdout)
+    proc = run("edge", "check-config", "--config", cfg)
+    assert proc.returncode == 0, proc.stderr
+    proc = run("edge", "run", "--config", cfg, "--publisher", "stdout", "--duration", "4", timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kinds = [json.loads(line)["topic"].rsplit("/", 1)[1] for line in proc.stdout.splitlines()]
+    assert kinds[0] == "status" and kinds[-1] == "status" and "events" in kinds  # online ... events ... stopped
+
+
+def test_fetch_checks_what_is_there(run):
+    """Everything was fetched by tests/run.sh: `fetch` checks each file's sha256 and downloads nothing."""
+    proc = run("edge", "fetch", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    oks = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
+    assert len(oks) >= 4 and any("blazeface" in line or "face_detection" in line for line in oks)
+
+
+def test_demo_without_a_broker_prints_events(run):
+    """`demo` falls back to stdout when no broker answers (here: a free port with nothing on it)."""
+    proc = run("edge", "demo", "--duration", "5", "--port", str(free_port()), timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert "no MQTT broker" in lines[0]["demo"]  # says why it prints here
+    events = [m["payload"] for m in lines[1:] if m["topic"].endswith("/events")]
+    assert any(p["type"] == "appear" for p in events), proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_trainer_steps_one_by_one(run, fer_root, tmp_path):
+    """pretrain, train, export and evaluate as a user runs them, each once, on a smoke budget."""
+    pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
+    common = ("--smoke", "--runs", tmp_path / "runs", "--models", tmp_path / "models", "--cache", tmp_path / "c")
+    proc = run("trainer", "pretrain", fer_root, *common, "--epochs", "1", timeout=600)
+    assert proc.returncode == 0 and "backbone pre-trained" in proc.stdout, proc.stderr[-2000:]
+    assert (tmp_path / "runs" / "backbone-pretrain" / "backbone.weights.h5").is_file()
+    proc = run("trainer", "train", "binary-resnet", fer_root, *common, "--epochs", "1", timeout=600)
+    assert proc.returncode == 0 and "binary-resnet: val accuracy" in proc.stdout, proc.stderr[-2000:]
+    proc = run("trainer", "export", "binary-resnet", fer_root, *common, "--calibration", "20", timeout=600)
+    assert proc.returncode == 0 and "binary-resnet int8" in proc.stdout, proc.stderr[-2000:]
+    proc = run("trainer", "evaluate", "binary-resnet", fer_root, *common, "--tta", "none", timeout=600)
+    assert proc.returncode == 0 and "binary-resnet int8" in proc.stdout, proc.stderr[-2000:]
+    entry = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["binary-resnet"]
+    assert entry["tta"] == "none" and entry["metrics"]["split"] == "test" and entry["latency_ms"]["int8"]["p50"] > 0
