@@ -169,32 +169,27 @@ def test_home_assistant_discovery_as_ha_expects(tmp_path, edge_models, blink_cli
     broker = Mosquitto(tmp_path / "b").start()
     rec = Recorder(broker.port, "homeassistant/#", client_id="ha").start()
     try:
-        cfg = _cfg(
-            tmp_path,
-            "h",
-            edge_models,
-            blink_clip,
-            broker.port,
-            top={"device_id": "porch"},
-            camera={"name": "front"},
-            homeassistant={"enabled": True},
-        )
+
+        def porch(name: str):
+            return _cfg(
+                tmp_path,
+                "h",
+                edge_models,
+                blink_clip,
+                broker.port,
+                top={"device_id": "porch"},
+                camera={"name": name},
+                homeassistant={"enabled": True},
+            )
+
+        cfg = porch("front")
         d = Daemon(cfg, edge_models[0]).start()
         rec.wait_for(lambda r: len(r.messages) >= 6, what="discovery configs")
         time.sleep(1)
         assert d.terminate()[0] == 0
         first = {t: json.loads(p) for t, p, _ in rec.messages if p}
         # renamed camera: what was announced for 'front' is removed (empty retained config), 'back' announced
-        cfg = _cfg(
-            tmp_path,
-            "h",
-            edge_models,
-            blink_clip,
-            broker.port,
-            top={"device_id": "porch"},
-            camera={"name": "back"},
-            homeassistant={"enabled": True},
-        )
+        cfg = porch("back")
         d = Daemon(cfg, edge_models[0]).start()
         rec.wait_for(lambda r: sum(1 for t, p, _ in r.messages if not p) >= len(first), what="old configs removed")
         assert d.terminate()[0] == 0

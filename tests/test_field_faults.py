@@ -137,6 +137,18 @@ def test_blocked_camera_read_is_abandoned_then_watchdog_stops(tmp_path, edge_mod
     assert any("camera reader blocked" in m for _, m in got)  # STATUS= says what is wrong
 
 
+def _fast_mqtt(port: int, outbox) -> dict:
+    """A broker on this port, retried every second, with its own outbox."""
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "outbox_path": str(outbox),
+        "reconnect_min_s": 1,
+        "reconnect_max_s": 1,
+        "connect_timeout_s": 2.0,
+    }
+
+
 def _accounted(events: list[dict]) -> list[int]:
     seen: dict[str, int] = {}
     seqs: list[int] = []
@@ -159,14 +171,7 @@ def test_broker_killed_at_random_and_daemon_restarted_while_down(tmp_path, edge_
         camera={"type": "file", "path": str(blink_clip), "loop": True},
         classifier={"model": edge_models[1]},
         tracking={"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
-        mqtt={
-            "host": "127.0.0.1",
-            "port": port,
-            "outbox_path": str(tmp_path / "outbox.sqlite"),
-            "reconnect_min_s": 1,
-            "reconnect_max_s": 1,
-            "connect_timeout_s": 2.0,
-        },
+        mqtt=_fast_mqtt(port, tmp_path / "outbox.sqlite"),
     )
     rng = random.Random(7)
     daemon = Daemon(cfg, edge_models[0]).start()
@@ -234,14 +239,7 @@ def test_a_server_that_is_not_a_broker_is_logged_once(tmp_path, edge_models, bli
         camera={"type": "file", "path": str(blink_clip), "loop": True},
         classifier={"model": edge_models[1]},
         tracking={"min_confidence": 0.0, "min_duration_s": 0.0, "max_missing_s": 0.15},
-        mqtt={
-            "host": "127.0.0.1",
-            "port": port,
-            "outbox_path": str(tmp_path / "o.sqlite"),
-            "reconnect_min_s": 1,
-            "reconnect_max_s": 1,
-            "connect_timeout_s": 2.0,
-        },
+        mqtt=_fast_mqtt(port, tmp_path / "o.sqlite"),
     )
     daemon = Daemon(cfg, edge_models[0]).start()
     time.sleep(8)
