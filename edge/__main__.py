@@ -109,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-models", action="store_true", help="per-face latency and size of every shipped model (no pipeline)"
     )
     s.add_argument(
+        "--camera-rate",
+        action="store_true",
+        help="the daemon's frame loop paced at --fps, per scene (empty, 1/3/5 faces, demo clip), gated and "
+        "ungated: CPU %% of a core, detector runs and classifications per second, events",
+    )
+    s.add_argument("--fps", type=float, default=30.0, help="camera rate for --camera-rate (default %(default)s)")
+    s.add_argument(
+        "--warmup-s", type=float, default=3.0, help="seconds before --camera-rate measures (default %(default)s)"
+    )
+    s.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run (default %(default)s)")
+    s.add_argument(
+        "--scenes", help="comma-separated subset for --camera-rate: empty, '1 face', '3 faces', '5 faces', 'demo clip'"
+    )
+    s.add_argument(
         "--compare-fer", action="store_true", help="also run the 'fer' package's pipeline on the same frames"
     )
     s.add_argument(

@@ -94,6 +94,13 @@ def main(args) -> int:
                     f"fer pipeline: {fer['fps']:.1f} FPS on the same {fer['frames']} frames "
                     f"({fer['faces_per_frame']:.2f} faces/frame found) -> emotion-edge is {fer['ratio']}x its FPS"
                 )
+    if args.camera_rate and not args.all_models:
+        from edge import bench_rate
+
+        scenes = [s.strip() for s in args.scenes.split(",")] if args.scenes else None
+        print(f"camera rate {args.fps:g} fps, {args.seconds:g} s per run after {args.warmup_s:g} s warm-up:")
+        result["camera_rate"] = bench_rate.run(cfg, args.fps, args.seconds, args.warmup_s, scenes)
+        result["camera_rate_setup"] = {"fps": args.fps, "seconds": args.seconds, "config": bench_rate.knobs(cfg)}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -109,6 +109,20 @@ class ClassifierConfig:
     variant: str = opt("int8", "int8 (fast on Arm) or float32", ("int8", "float32"))
     threads: int = opt(1, "interpreter threads", ge=1, le=64)
     models_dir: str = opt("", "folder with manifest.json (default: $EMOTION_EDGE_MODELS or the package's models/)")
+    classify_hz: float = opt(
+        5.0,
+        "classify each face at most this often per second; a new face at once (0: on every detection)",
+        ge=0,
+        le=1000,
+    )
+    max_classify_hz: float = opt(
+        10.0,
+        "at most this many classifications per second over all faces, those classified longest ago first; "
+        "a new face is never delayed (0: no limit)",
+        ge=0,
+        le=10000,
+    )
+    batch: bool = opt(True, "classify the faces of a frame in one interpreter call (false: one call per face)")
 
 
 @dataclass
@@ -119,13 +133,41 @@ class TrackingConfig:
         0.3, "a detection continues a track when their boxes overlap at least this much", gt=0, le=1
     )
     max_missing_s: float = opt(1.0, "a track that is not seen for this long has left", gt=0, le=3600)
-    smoothing: float = opt(
-        0.3, "weight of the newest frame in the exponential moving average of probabilities (1 = none)", gt=0, le=1
+    smoothing_s: float = opt(
+        0.1,
+        "time constant (s) of the moving average of each face's probabilities (0: none); by time, not frames",
+        ge=0,
+        le=60,
     )
     min_confidence: float = opt(0.5, "smoothed probability an emotion needs before it is reported", ge=0, le=1)
     min_duration_s: float = opt(
         0.5, "an emotion must hold this long before a change is reported (hysteresis)", ge=0, le=3600
     )
+
+
+@dataclass
+class GatingConfig:
+    """Spend CPU only on what changed: motion decides when the face detector runs (see edge/motion.py)."""
+
+    enabled: bool = opt(True, "motion gating (false: run the detector on every frame)")
+    idle_detect_interval_s: float = opt(
+        1.0, "with no face tracked and nothing moving, run the detector this often (s)", gt=0, le=60
+    )
+    detect_hz: float = opt(
+        5.0,
+        "while faces are tracked, run the detector this often per second (and when motion appears elsewhere)",
+        gt=0,
+        le=1000,
+    )
+    max_detect_hz: float = opt(
+        10.0,
+        "never run the detector more often than this, even while things keep moving (a fan, a screen)",
+        gt=0,
+        le=1000,
+    )
+    motion_threshold: int = opt(20, "grey-level change (of 255) that counts a pixel as moving", ge=1, le=255)
+    motion_min_fraction: float = opt(0.002, "fraction of the picture that must move to count as motion", gt=0, le=1)
+    motion_width: int = opt(160, "width (px) of the small grey copy motion is measured on", ge=16, le=1920)
 
 
 @dataclass
@@ -194,6 +236,7 @@ class Config:
     detector: DetectorConfig = sub(DetectorConfig)
     classifier: ClassifierConfig = sub(ClassifierConfig)
     tracking: TrackingConfig = sub(TrackingConfig)
+    gating: GatingConfig = sub(GatingConfig)
     mqtt: MQTTConfig = sub(MQTTConfig)
     homeassistant: HomeAssistantConfig = sub(HomeAssistantConfig)
 
@@ -338,6 +381,17 @@ def validate(cfg: Config) -> None:
         raise UserError(f"camera.type = '{c.type}' needs camera.{need[c.type][0]}; fix: set it in [camera]")
     if c.type in ("file", "images") and not Path(c.path).exists():
         raise UserError(f"camera.path {c.path} does not exist; fix: point it at a video file or image folder")
+    g, k = cfg.gating, cfg.classifier
+    if g.enabled and g.detect_hz > g.max_detect_hz:
+        raise UserError(
+            f"gating.detect_hz ({g.detect_hz:g}) is larger than gating.max_detect_hz ({g.max_detect_hz:g}); "
+            "fix: raise max_detect_hz or lower detect_hz"
+        )
+    if g.enabled and k.classify_hz > g.detect_hz:
+        raise UserError(
+            f"classifier.classify_hz ({k.classify_hz:g}) is larger than gating.detect_hz ({g.detect_hz:g}), but faces "
+            "are classified only on frames the detector ran on; fix: lower classify_hz or raise detect_hz"
+        )
     m = cfg.mqtt
     if not m.host.strip():
         raise UserError("config key 'mqtt.host' is empty; fix: set the broker's host name or address")

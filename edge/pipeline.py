@@ -19,6 +19,7 @@ from edge.core.preprocess import preprocess_face
 from edge.detect.base import Detector
 from edge.faults import FaultState
 from edge.health import Notifier, soc_health
+from edge.motion import ClassifyBudget, MotionGate
 from edge.publish.base import Publisher
 from edge.stats import Stats
 from edge.track import Tracker, TrackEvent
@@ -44,8 +45,22 @@ class Pipeline:
         self.notifier = notifier or Notifier()
         t = cfg.tracking
         self.tracker = Tracker(
-            classifier.labels, t.iou_threshold, t.max_missing_s, t.smoothing, t.min_confidence, t.min_duration_s
+            classifier.labels, t.iou_threshold, t.max_missing_s, t.smoothing_s, t.min_confidence, t.min_duration_s
         )
+        g = cfg.gating
+        self.gate = MotionGate(
+            g.enabled,
+            g.motion_width,
+            g.motion_threshold,
+            g.motion_min_fraction,
+            g.idle_detect_interval_s,
+            g.detect_hz,
+            g.max_detect_hz,
+        )
+        self.budget = ClassifyBudget(cfg.classifier.max_classify_hz)
+        hz = cfg.classifier.classify_hz
+        self.classify_interval_s = 1.0 / hz if hz > 0 else 0.0
+        self.batch = cfg.classifier.batch
         self.stats = Stats()
         self.t_start = time.monotonic()
         self.frame_size = (0, 0)
@@ -94,7 +109,7 @@ class Pipeline:
 
     def _age_tracks(self, now: float) -> None:
         """No frame this time round: tracks that left still end (leave events, new state)."""
-        self._publish_events(self.tracker.update(now, [], []))
+        self._publish_events(self.tracker.age(now))
         self._publish_state()
 
     def _publish_state(self, force: bool = False) -> None:
@@ -135,6 +150,8 @@ class Pipeline:
             "camera_reconnects": self.capture.reconnects,
             "camera_health": self._camera_health(),
             "frames_failed": self.frames_failed,
+            "detector_runs": self.stats.detector_runs,
+            "classifications": self.stats.classifications,
             "events": self.stats.events,
             "tracks": len(self.tracker.tracks),
             "latency_ms": self.stats.latency(),
@@ -245,37 +262,60 @@ class Pipeline:
 
     # -- the loop ------------------------------------------------------------------------
     def process(self, image: np.ndarray, t_capture: float) -> int:
-        """One frame through every stage; returns the number of faces."""
+        """One frame through every stage; returns the number of faces in view.
+
+        The frame's capture time drives gating and tracking. Motion gating decides whether the detector runs
+        (edge/motion.py); on the frames it runs, each face is classified when Tracker.due says so (a new face
+        at once, a tracked one at most classifier.classify_hz times a second), the due faces in one batch.
+        Between detections the tracks keep their boxes and smoothed emotions."""
         st = self.stats
         t0 = time.monotonic()
         st.add("capture_age", t0 - t_capture)
+        now = t_capture
         self.frame_size = (image.shape[1], image.shape[0])
-        boxes = self.detector.detect(image)
+        tracked = [t.box for t in self.tracker.tracks.values()]
+        detect = self.gate.should_detect(now, image, tracked)
         t1 = time.monotonic()
-        crops = [preprocess_face(image, b, self.classifier.spec) for b in boxes]
-        t2 = time.monotonic()
-        probs = [self.classifier.probabilities(c) for c in crops]
-        t3 = time.monotonic()
-        events = self.tracker.update(t3, boxes, probs)
-        t4 = time.monotonic()
+        st.add("motion", t1 - t0)
+        if detect:
+            boxes = self.detector.detect(image)
+            t2 = time.monotonic()
+            due = self.budget.select(now, self.tracker.due(now, boxes, self.classify_interval_s))
+            crops = [preprocess_face(image, b, self.classifier.spec) for b, d in zip(boxes, due, strict=True) if d]
+            t3 = time.monotonic()
+            got = iter(self._classify(crops))
+            probs = [next(got) if d else None for d in due]
+            t4 = time.monotonic()
+            events = self.tracker.update(now, boxes, probs)
+            t5 = time.monotonic()
+            st.add("detect", t2 - t1)
+            st.detector_runs += 1
+            if crops:
+                st.add("preprocess", t3 - t2)
+                st.add("classify", t4 - t3)
+                st.classifications += len(crops)
+        else:  # no detection: nothing was missed either (a track leaves only when a detection does not see it)
+            t4 = t5 = time.monotonic()
+            events = []
         self._publish_events(events)
         self._publish_state()
-        t5 = time.monotonic()
-        for stage, a, b in (
-            ("detect", t0, t1),
-            ("preprocess", t1, t2),
-            ("classify", t2, t3),
-            ("track", t3, t4),
-            ("publish", t4, t5),
-            ("total", t0, t5),
-        ):
-            st.add(stage, b - a)
+        t6 = time.monotonic()
+        st.add("track", t5 - t4)
+        st.add("publish", t6 - t5)
+        st.add("total", t6 - t0)
+        # Faces in view: the tracks seen by the latest detection (held between detections).
+        present = [t for t in self.tracker.tracks.values() if t.last_seen >= self.gate.last_detect]
         st.frames += 1
-        st.faces += len(boxes)
-        for p in probs:
-            self.summary_counts[self.classifier.labels[int(np.argmax(p))]] += 1
-        self.summary_faces += len(boxes)
-        return len(boxes)
+        st.faces += len(present)
+        for t in present:
+            self.summary_counts[self.classifier.labels[int(np.argmax(t.probs))]] += 1
+        self.summary_faces += len(present)
+        return len(present)
+
+    def _classify(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        if self.batch:
+            return self.classifier.probabilities_batch(crops)
+        return [self.classifier.probabilities(c) for c in crops]
 
     def run(self, stop: threading.Event, max_seconds: float | None = None) -> None:
         """Until stop is set, a finite source ends, or max_seconds pass. Never raises after the first frame (READY)."""

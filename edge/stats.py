@@ -21,19 +21,27 @@ def latency_summary(samples_ms: Iterable[float]) -> dict[str, float | int]:
     return out
 
 
-STAGES = ("capture_age", "detect", "preprocess", "classify", "track", "publish", "total")
+STAGES = ("capture_age", "motion", "detect", "preprocess", "classify", "track", "publish", "total")
 
 
 class Stats:
     def __init__(self, window: int = 600):
         self.samples: dict[str, deque[float]] = {s: deque(maxlen=window) for s in STAGES}
+        self.window = window
         self.frames = 0
-        self.faces = 0
+        self.faces = 0  # faces in view, summed over frames
         self.events = 0
+        self.detector_runs = 0  # frames the motion gate let the detector run on
+        self.classifications = 0  # faces classified
         self.frames_at_last = 0
         self.captured_at_last = 0
         self.dropped_at_last = 0
         self.faces_at_last = 0
+
+    def reset_samples(self) -> None:
+        """Drop the stage times so far (bench: after the warm-up)."""
+        for samples in self.samples.values():
+            samples.clear()
 
     def add(self, stage: str, seconds: float) -> None:
         self.samples[stage].append(seconds * 1000.0)

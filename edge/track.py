@@ -2,11 +2,14 @@
 
 A track emits `appear` once its smoothed emotion is confident, `change` when another emotion has
 held above `min_confidence` for `min_duration_s`, and `leave` after `max_missing_s` unseen.
-Times are time.monotonic() seconds.
+Times are time.monotonic() seconds (the frames' capture times). Everything is by time, not by frames:
+probabilities are averaged with a time constant (`smoothing_s`), so a face classified 30 times a second
+and one classified 5 times a second (`classifier.classify_hz`) end up with the same smoothed emotion.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +24,7 @@ class Track:
     probs: np.ndarray
     first_seen: float
     last_seen: float
+    last_classified: float
     emotion: str | None = None  # the reported (stable) emotion
     candidate: str | None = None
     candidate_since: float = 0.0
@@ -51,7 +55,7 @@ class Tracker:
     labels: tuple[str, ...]
     iou_threshold: float = 0.3
     max_missing_s: float = 1.0
-    smoothing: float = 0.3
+    smoothing_s: float = 0.1
     min_confidence: float = 0.5
     min_duration_s: float = 0.5
     tracks: dict[int, Track] = field(default_factory=dict)
@@ -87,19 +91,46 @@ class Tracker:
             now - t.first_seen,
         )
 
-    def update(self, now: float, boxes: list[Box], probs: list[np.ndarray]) -> list[TrackEvent]:
+    def due(self, now: float, boxes: list[Box], min_interval_s: float) -> list[float | None]:
+        """Which detections need classifying now, and how stale each is: inf for a new face; for a tracked
+        one the seconds since its last classification, when at least `min_interval_s` (0: every time); None
+        when it is not due."""
+        matches = self._match(boxes)
+        out: list[float | None] = []
+        for i in range(len(boxes)):
+            age = now - self.tracks[matches[i]].last_classified if i in matches else math.inf
+            out.append(age if age >= min_interval_s - 1e-6 else None)
+        return out
+
+    def update(self, now: float, boxes: list[Box], probs: list[np.ndarray | None]) -> list[TrackEvent]:
+        """Detections of one frame; probs[i] None: box i was not classified this time (its track keeps its
+        probabilities). Every new box must come with probabilities (see `due`)."""
         events: list[TrackEvent] = []
         matches = self._match(boxes)
         for i, (box, p) in enumerate(zip(boxes, probs, strict=True)):
             tid = matches.get(i)
             if tid is None:
+                if p is None:
+                    raise ValueError("a new face needs its probabilities (Tracker.due says which)")
                 tid, self.next_id = self.next_id, self.next_id + 1
-                self.tracks[tid] = Track(tid, box, np.asarray(p, np.float32), now, now)
+                self.tracks[tid] = Track(tid, box, np.asarray(p, np.float32), now, now, now)
             else:
                 t = self.tracks[tid]
                 t.box, t.last_seen = box, now
-                t.probs = (1.0 - self.smoothing) * t.probs + self.smoothing * np.asarray(p, np.float32)
+                if p is not None:
+                    w = self._weight(now - t.last_classified)
+                    t.probs = (1.0 - w) * t.probs + w * np.asarray(p, np.float32)
+                    t.last_classified = now
             events.extend(self._hysteresis(self.tracks[tid], now))
+        return events + self.age(now)
+
+    def _weight(self, dt: float) -> float:
+        """Weight of a new observation dt seconds after the previous one: 1 - exp(-dt / smoothing_s)."""
+        return 1.0 if self.smoothing_s <= 0 else 1.0 - math.exp(-max(dt, 0.0) / self.smoothing_s)
+
+    def age(self, now: float) -> list[TrackEvent]:
+        """Tracks unseen for longer than max_missing_s leave."""
+        events = []
         for tid in [tid for tid, t in self.tracks.items() if now - t.last_seen > self.max_missing_s]:
             t = self.tracks.pop(tid)
             if t.emotion is not None:

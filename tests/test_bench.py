@@ -87,3 +87,25 @@ def test_soak_command_writes_its_series(tmp_path, edge_models):
     data = json.loads(out.read_text())
     assert len(data["samples"]) >= 2 and all(s["rss_mb"] > 10 and s["processed_fps"] > 0 for s in data["samples"])
     assert "RSS slope" in proc.stdout
+
+
+def test_camera_rate_mode_schema(edge_models, tmp_path):
+    """--camera-rate: per scene a gated and an ungated run of the real frame loop, and their CPU ratio."""
+    stdout, r = _bench(
+        edge_models,
+        tmp_path,
+        *("--frames", "5", "--warmup", "2", "--model", edge_models[1]),
+        *("--camera-rate", "--scenes", "empty,1 face", "--seconds", "1.5", "--warmup-s", "0.5"),
+    )
+    rate = r["camera_rate"]
+    assert set(rate) == {"empty", "1 face"}
+    for row in rate.values():
+        for mode in ("gated", "ungated"):
+            run = row[mode]
+            assert run["cpu_percent"] > 0 and run["processed_fps"] > 0
+            assert {"detector_runs_per_s", "classifications_per_s", "events", "latency_ms"} <= set(run)
+        assert row["ungated"]["detector_runs_per_s"] >= row["gated"]["detector_runs_per_s"]
+        assert row["cpu_ratio"] == round(row["gated"]["cpu_percent"] / row["ungated"]["cpu_percent"], 3)
+    assert rate["1 face"]["ungated"]["classifications_per_s"] > 0
+    assert r["camera_rate_setup"]["config"]["gating"]["enabled"] is True
+    assert "gated / ungated CPU" in stdout

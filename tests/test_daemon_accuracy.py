@@ -57,7 +57,7 @@ def test_events_match_labels(tmp_path, fer_root):
         tmp_path / "c.toml",
         {"device_id": "acc", "publisher": "stdout", "stats_interval_s": 60.0},
         camera={"type": "file", "path": str(clip), "loop": False},
-        tracking={"min_confidence": 0.0, "min_duration_s": 0.15, "max_missing_s": 0.12, "smoothing": 0.5},
+        tracking={"min_confidence": 0.0, "min_duration_s": 0.15, "max_missing_s": 0.12, "smoothing_s": 0.05},
     )
     rc, out, err = Daemon(cfg, models_dir()).run_to_end(timeout=180)
     assert rc == 0, err[-2000:]

@@ -19,3 +19,7 @@ class Classifier(Protocol):
     def probabilities(self, face: np.ndarray) -> np.ndarray:
         """float32 probabilities in label order for the uint8 output of preprocess_face with this spec."""
         ...
+
+    def probabilities_batch(self, faces: list[np.ndarray]) -> list[np.ndarray]:
+        """The same for several faces (one frame's), in as few interpreter calls as the model allows."""
+        ...
