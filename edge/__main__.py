@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--fps", type=float, default=30.0, help="camera rate for --camera-rate (default %(default)s)")
     s.add_argument(
+        "--viewer", action="store_true", help="--camera-rate also runs gated with one live-preview viewer connected"
+    )
+    s.add_argument(
         "--warmup-s", type=float, default=3.0, help="seconds before --camera-rate measures (default %(default)s)"
     )
     s.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run (default %(default)s)")
@@ -190,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--json", action="store_true", help="JSON lines")
+    s.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUTDIR",
+        help="also write annotated copies here: each image (same name and size), each video as NAME.annotated.avi",
+    )
     return p
 
 
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             soak(args.config, args.minutes, args.interval_s, args.json)
             return 0
         if args.cmd == "analyze":
-            from edge.analyze import Skipped, analyze, format_line
+            from edge.analyze import Annotator, Skipped, analyze_frames, format_line
             from edge.classify.tflite import TFLiteClassifier
             from edge.detect import make_detector
 
@@ -239,8 +248,22 @@ def main(argv: list[str] | None = None) -> int:
             clf = TFLiteClassifier.from_manifest(args.model, args.variant, args.threads, args.models)
             det = make_detector("full-frame" if args.no_detect else args.detector)
             skipped = Skipped()
-            for rec in analyze(args.path, clf, det, max(1, args.every), skipped):
-                print(format_line(rec, args.json), flush=True)
+            every = max(1, args.every)
+            annotator = Annotator(args.annotate, args.path, clf.labels, every) if args.annotate else None
+            try:
+                for file, idx, frame, faces in analyze_frames(args.path, clf, det, every, skipped):
+                    for _, rec in faces:
+                        print(format_line(rec, args.json), flush=True)
+                    if annotator:
+                        annotator.add(file, idx, frame, faces)
+            finally:
+                if annotator:
+                    annotator.close()
+            if annotator:
+                print(
+                    f"emotion-edge: analyze: wrote {len(annotator.written)} annotated file(s) to {args.annotate}",
+                    file=sys.stderr,
+                )
             if skipped.files:
                 print(
                     f"emotion-edge: analyze: skipped {len(skipped.files)} unreadable file(s) (warned above)",

@@ -15,6 +15,9 @@ from edge.core.errors import UserError
 from edge.core.imageio import read_image
 from edge.core.paths import IMAGE_SUFFIXES
 from edge.core.preprocess import preprocess_face
+from edge.core.types import Box
+from edge.draw import FaceMark, annotate
+from edge.track import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +82,20 @@ def iter_frames(path: Path, every: int = 1, skipped: Skipped | None = None) -> I
             yield str(f), 0, img
 
 
-def analyze(path: Path, classifier, detector, every: int = 1, skipped: Skipped | None = None) -> Iterator[dict]:
+def analyze_frames(
+    path: Path, classifier, detector, every: int = 1, skipped: Skipped | None = None
+) -> Iterator[tuple[str, int, np.ndarray, list[tuple[Box, dict]]]]:
+    """Per analysed frame: (file, frame index, frame, [(box, record)]), one record per face."""
     # "Already a crop" (--no-detect) must be cropped exactly as training and `evaluate` crop dataset faces: the frame
     # itself is the face (box None), not a whole-frame box that would get the detector's margin and offset.
     whole_frame = detector.name == "full-frame"
     for file, idx, frame in iter_frames(path, every, skipped):
         h, w = frame.shape[:2]
+        faces = []
         for face_i, box in enumerate(detector.detect(frame)):
             pred = classifier.classify(preprocess_face(frame, None if whole_frame else box, classifier.spec))
             label, conf = pred.top
-            yield {
+            rec = {
                 "file": file,
                 "frame": idx,
                 "face": face_i,
@@ -99,6 +106,80 @@ def analyze(path: Path, classifier, detector, every: int = 1, skipped: Skipped |
                 "probabilities": pred.as_dict(),
                 "model": classifier.name,
             }
+            faces.append((box, rec))
+        yield file, idx, frame, faces
+
+
+def analyze(path: Path, classifier, detector, every: int = 1, skipped: Skipped | None = None) -> Iterator[dict]:
+    """One record per face (file, frame, box, emotion, confidence, probabilities)."""
+    for _, _, _, faces in analyze_frames(path, classifier, detector, every, skipped):
+        for _, rec in faces:
+            yield rec
+
+
+class Annotator:
+    """`analyze --annotate OUTDIR`: an annotated copy of every image (same name and size) and, for every video,
+    one annotated MJPG video `<name>.annotated.avi` of the analysed frames, faces numbered by track."""
+
+    def __init__(self, outdir: Path, root: Path, labels: tuple[str, ...], every: int = 1):
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"cannot create {outdir} ({exc.strerror}); fix: pass a writable --annotate folder"
+            ) from None
+        self.outdir, self.root, self.labels, self.every = outdir, root, labels, every
+        self._video: tuple[str, cv2.VideoWriter, Tracker] | None = None
+        self.written: list[Path] = []
+
+    def _target(self, file: str, suffix: str | None = None) -> Path:
+        rel = Path(file).relative_to(self.root) if self.root.is_dir() else Path(Path(file).name)
+        out = self.outdir / rel
+        if suffix:
+            out = out.with_name(out.stem + suffix)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out
+
+    def add(self, file: str, idx: int, frame: np.ndarray, faces: list[tuple[Box, dict]]) -> None:
+        video = Path(file).suffix.lower() in VIDEO_SUFFIXES
+        tracks: dict[int, int] = {}
+        if video:
+            writer, tracker = self._writer(file, frame)
+            probs = [np.array(list(rec["probabilities"].values()), np.float32) for _, rec in faces]
+            tracker.update(idx / 30.0, [b for b, _ in faces], list(probs))
+            tracks = {id(t.box): t.id for t in tracker.tracks.values()}
+        marks = [
+            FaceMark(box, rec["emotion"], rec["confidence"], rec["probabilities"], tracks.get(id(box)))
+            for box, rec in faces
+        ]
+        out = annotate(frame, marks)
+        if video:
+            writer.write(out)
+        else:
+            target = self._target(file)
+            if not cv2.imwrite(str(target), out):
+                raise UserError(f"cannot write {target}; fix: check the --annotate folder is writable")
+            self.written.append(target)
+
+    def _writer(self, file: str, frame: np.ndarray) -> tuple[cv2.VideoWriter, Tracker]:
+        if self._video is None or self._video[0] != file:
+            self.close()
+            cap = cv2.VideoCapture(file)
+            fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+            cap.release()
+            target = self._target(file, ".annotated.avi")
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(target), cv2.VideoWriter.fourcc(*"MJPG"), max(1.0, fps / self.every), (w, h))
+            if not writer.isOpened():
+                raise UserError(f"cannot write video {target}; fix: check the --annotate folder is writable")
+            self.written.append(target)
+            self._video = (file, writer, Tracker(self.labels, smoothing_s=0.0, min_duration_s=0.0))
+        return self._video[1], self._video[2]
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video[1].release()
+            self._video = None
 
 
 def format_line(rec: dict, as_json: bool) -> str:

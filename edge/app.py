@@ -85,7 +85,19 @@ def run(
         cfg.camera.type,
         publisher.health().get("publisher", cfg.publisher),
     )
-    pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier)
+    preview = None
+    if cfg.preview.enabled:
+        from edge.config import preview_password
+        from edge.preview import Preview
+
+        p = cfg.preview
+        try:
+            preview = Preview(p.listen, p.username, preview_password(p), p.max_fps, p.jpeg_quality).start()
+        except BaseException:
+            capture.stop()
+            publisher.close()
+            raise
+    pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier, preview)
     if on_pipeline is not None:
         on_pipeline(pipeline)
     try:
@@ -94,4 +106,6 @@ def run(
         notifier.stopping()
         capture.stop()
         publisher.close()
+        if preview is not None:
+            preview.close()
     return 0

@@ -99,18 +99,30 @@ def ungated(cfg):
     )
 
 
-def measure(cfg, parts, frames: list[np.ndarray], fps: float, seconds: float, warmup_s: float) -> dict:
-    """The daemon's frame loop on `frames` paced at `fps`: CPU, rates and stage times after a warm-up."""
+def measure(
+    cfg, parts, frames: list[np.ndarray], fps: float, seconds: float, warmup_s: float, viewer: bool = False
+) -> dict:
+    """The daemon's frame loop on `frames` paced at `fps`: CPU, rates and stage times after a warm-up. viewer: the
+    live preview on a free loopback port with one client reading its MJPEG stream all along (in this process,
+    so its CPU counts)."""
     from edge.camera.capture import LatestFrameCapture
     from edge.health import Notifier
     from edge.pipeline import Pipeline
+    from edge.preview import Preview
     from edge.publish.null import NullPublisher
 
     classifier, detector = parts
     capture = LatestFrameCapture(LoopedFrames(frames, fps))
     publisher = NullPublisher()
-    pipe = Pipeline(cfg, capture, detector, classifier, publisher, Notifier())
+    preview = (
+        Preview("127.0.0.1:0", max_fps=cfg.preview.max_fps, quality=cfg.preview.jpeg_quality).start()
+        if viewer
+        else None
+    )
+    pipe = Pipeline(cfg, capture, detector, classifier, publisher, Notifier(), preview)
     stop = threading.Event()
+    if preview is not None:
+        threading.Thread(target=_watch, args=(preview.port, stop), daemon=True).start()
     capture.start()
     loop = threading.Thread(target=pipe.run, args=(stop,), daemon=True)
     loop.start()
@@ -127,6 +139,8 @@ def measure(cfg, parts, frames: list[np.ndarray], fps: float, seconds: float, wa
         stop.set()
         loop.join(timeout=10)
         capture.stop()
+        if preview is not None:
+            preview.close()
     wall = t1 - t0
     d = {k: c1[k] - c0[k] for k in c0}
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
@@ -140,6 +154,15 @@ def measure(cfg, parts, frames: list[np.ndarray], fps: float, seconds: float, wa
         "events": d["events"],
         "latency_ms": {s: latency_summary(v) for s, v in samples.items()},
     }
+
+
+def _watch(port: int, stop: threading.Event) -> None:
+    """A viewer: reads the MJPEG stream as fast as it comes."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=10) as r:
+        while not stop.is_set() and r.read(65536):
+            pass
 
 
 def _counters(pipe, publisher) -> dict[str, int]:
@@ -166,8 +189,11 @@ def knobs(cfg) -> dict:
     }
 
 
-def run(cfg, fps: float, seconds: float, warmup_s: float, scenes: list[str] | None = None) -> dict:
-    """Every scene, gated (as configured) then ungated; the ratio is gated CPU / ungated CPU."""
+def run(
+    cfg, fps: float, seconds: float, warmup_s: float, scenes: list[str] | None = None, viewer: bool = False
+) -> dict:
+    """Every scene, gated (as configured) then ungated; the ratio is gated CPU / ungated CPU. viewer: a third
+    run, gated with one live-preview viewer connected."""
     from edge.app import build_parts, configure_process
 
     known = [name for name, _ in SCENES]
@@ -186,17 +212,21 @@ def run(cfg, fps: float, seconds: float, warmup_s: float, scenes: list[str] | No
         plain = measure(ungated(cfg), parts, frames, fps, seconds, warmup_s)
         g, u = gated["cpu_percent"], plain["cpu_percent"]
         row = {"gated": gated, "ungated": plain, "cpu_ratio": round(g / u, 3) if u else None}
+        if viewer:
+            row["gated_viewer"] = measure(cfg, parts, frames, fps, seconds, warmup_s, viewer=True)
         out[name] = row
         _print_row(name, row)
     return out
 
 
 def _print_row(name: str, row: dict) -> None:
-    for mode in ("gated", "ungated"):
+    for mode in ("gated", "ungated", "gated_viewer"):
+        if mode not in row:
+            continue
         r = row[mode]
         total = r["latency_ms"].get("total", {})
         print(
-            f"  {name:<10} {mode:<8} CPU {r['cpu_percent']:6.2f}% | {r['processed_fps']:5.1f} fps | detector "
+            f"  {name:<10} {mode:<12} CPU {r['cpu_percent']:6.2f}% | {r['processed_fps']:5.1f} fps | detector "
             f"{r['detector_runs_per_s']:5.1f}/s | classify {r['classifications_per_s']:6.1f}/s | "
             f"{r['faces_per_frame']:.2f} faces/frame | {r['events']} events | total p50 {total.get('p50', 0):.2f} ms"
         )

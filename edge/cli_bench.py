@@ -99,7 +99,7 @@ def main(args) -> int:
 
         scenes = [s.strip() for s in args.scenes.split(",")] if args.scenes else None
         print(f"camera rate {args.fps:g} fps, {args.seconds:g} s per run after {args.warmup_s:g} s warm-up:")
-        result["camera_rate"] = bench_rate.run(cfg, args.fps, args.seconds, args.warmup_s, scenes)
+        result["camera_rate"] = bench_rate.run(cfg, args.fps, args.seconds, args.warmup_s, scenes, args.viewer)
         result["camera_rate_setup"] = {"fps": args.fps, "seconds": args.seconds, "config": bench_rate.knobs(cfg)}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -171,6 +171,24 @@ class GatingConfig:
 
 
 @dataclass
+class PreviewConfig:
+    """Opt-in local live view (HTTP): the annotated camera picture and live stats. Images leave the process only
+    here, and only to whoever can reach this address."""
+
+    enabled: bool = opt(False, "serve the live view (off by default: no image ever leaves the device)")
+    listen: str = opt(
+        "127.0.0.1:8080",
+        "HOST:PORT to serve on; anything but loopback needs password_file (check-config refuses it otherwise)",
+    )
+    username: str = opt("emotion-edge", "HTTP basic-auth user name (with password_file)")
+    password_file: str = opt(
+        "", "file holding the HTTP basic-auth password (or the systemd credential 'preview-password')"
+    )
+    max_fps: float = opt(10.0, "at most this many annotated frames a second are encoded for viewers", gt=0, le=120)
+    jpeg_quality: int = opt(75, "JPEG quality of the stream", ge=10, le=100)
+
+
+@dataclass
 class TLSConfig:
     """TLS to the broker."""
 
@@ -239,6 +257,7 @@ class Config:
     gating: GatingConfig = sub(GatingConfig)
     mqtt: MQTTConfig = sub(MQTTConfig)
     homeassistant: HomeAssistantConfig = sub(HomeAssistantConfig)
+    preview: PreviewConfig = sub(PreviewConfig)
 
     def __post_init__(self) -> None:
         if not self.device_id:
@@ -392,6 +411,7 @@ def validate(cfg: Config) -> None:
             f"classifier.classify_hz ({k.classify_hz:g}) is larger than gating.detect_hz ({g.detect_hz:g}), but faces "
             "are classified only on frames the detector ran on; fix: lower classify_hz or raise detect_hz"
         )
+    _check_preview(cfg.preview)
     m = cfg.mqtt
     if not m.host.strip():
         raise UserError("config key 'mqtt.host' is empty; fix: set the broker's host name or address")
@@ -462,6 +482,30 @@ def read_secret(path: Path, what: str) -> str:
     return text
 
 
+def _check_preview(p: PreviewConfig) -> None:
+    """The live view shows camera pictures: loopback, or a password. Refused before start-up otherwise."""
+    if not p.enabled:
+        return
+    from edge.preview import is_loopback, parse_listen
+
+    host, _ = parse_listen(p.listen)
+    if not is_loopback(host) and preview_password(p) is None:
+        raise UserError(
+            f"preview.listen = {p.listen!r} is reachable from other machines but no password is set; fix: set "
+            "preview.password_file (or the systemd credential 'preview-password'), or listen on 127.0.0.1"
+        )
+
+
+def preview_password(p: PreviewConfig) -> str | None:
+    """The live view's password from preview.password_file, else the systemd credential, else None."""
+    if p.password_file:
+        return read_secret(Path(p.password_file), "preview.password_file")
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / "preview-password").is_file():
+        return read_secret(Path(cred_dir) / "preview-password", "systemd credential")
+    return None
+
+
 def mqtt_password(cfg: MQTTConfig) -> str | None:
     """Password from password_file, else the systemd credential, else None (anonymous)."""
     if cfg.password_file:
@@ -500,7 +544,8 @@ def example_toml() -> str:
             lines.append(f"{f.name} = {toml_value(default)}")
         for f in tables:
             sub_cls = typing.get_type_hints(cls)[f.name]
-            lines.extend(["", f"[{prefix}{f.name}]", f"# {sub_cls.__doc__}"])
+            doc = " ".join((sub_cls.__doc__ or "").split())  # one comment line, however the docstring wraps
+            lines.extend(["", f"[{prefix}{f.name}]", f"# {doc}"])
             render(sub_cls, f"{prefix}{f.name}.")
 
     render(Config, "")

@@ -20,6 +20,7 @@ from edge.detect.base import Detector
 from edge.faults import FaultState
 from edge.health import Notifier, soc_health
 from edge.motion import ClassifyBudget, MotionGate
+from edge.preview import Preview, event_item, marks
 from edge.publish.base import Publisher
 from edge.stats import Stats
 from edge.track import Tracker, TrackEvent
@@ -36,6 +37,7 @@ class Pipeline:
         classifier: Classifier,
         publisher: Publisher,
         notifier: Notifier | None = None,
+        preview: Preview | None = None,
     ):
         self.cfg = cfg
         self.capture = capture
@@ -43,6 +45,7 @@ class Pipeline:
         self.classifier = classifier
         self.publisher = publisher
         self.notifier = notifier or Notifier()
+        self.preview = preview  # the opt-in live view: fed only while someone watches
         t = cfg.tracking
         self.tracker = Tracker(
             classifier.labels, t.iou_threshold, t.max_missing_s, t.smoothing_s, t.min_confidence, t.min_duration_s
@@ -81,6 +84,8 @@ class Pipeline:
             if ev.emotion != "unknown":
                 self.summary_tracks.setdefault(ev.emotion, set()).add(ev.track_id)
             self.stats.events += 1
+            if self.preview is not None:
+                self.preview.event(event_item(ev))
             if not self.cfg.aggregate_only:
                 self.publisher.durable("events", self._event_builder(ev))
 
@@ -165,6 +170,8 @@ class Pipeline:
             **soc_health(),
         }
         self.publisher.transient("stats", payload)
+        if self.preview is not None:
+            self.preview.stats(payload)
         self._publish_state(force=True)  # a subscriber that missed a change is right again within one stats interval
         self.notifier.status(self._status_line(rates["processed_fps"]))
         log.info(
@@ -310,6 +317,8 @@ class Pipeline:
         for t in present:
             self.summary_counts[self.classifier.labels[int(np.argmax(t.probs))]] += 1
         self.summary_faces += len(present)
+        if self.preview is not None and self.preview.watching:
+            self.preview.offer(image, marks(present, self.classifier.labels), now)
         return len(present)
 
     def _classify(self, crops: list[np.ndarray]) -> list[np.ndarray]:

@@ -38,7 +38,7 @@ def test_every_model_with_manifest_numbers(report):
     for name in manifest.names:
         m = manifest.entry(name).data["metrics"]
         section = re.search(
-            rf'<section class="model" data-model="{re.escape(name)}">(.*?)</section>', page, re.S
+            rf'<section class="model" data-model="{re.escape(name)}"[^>]*>(.*?)</section>', page, re.S
         ).group(1)
         for variant in ("int8", "float32"):
             assert f"{m[variant]['accuracy']:.4f}" in section
@@ -47,7 +47,7 @@ def test_every_model_with_manifest_numbers(report):
                 for v in row:
                     assert f">{v}</text>" in section
         assert '<svg class="cm"' in section and "<polyline" in section  # confusion picture and curves
-        row = re.search(rf"<tr data-row='{re.escape(name)}'>(.*?)</tr>", page, re.S).group(1)
+        row = re.search(rf"<tr data-row='{re.escape(name)}'[^>]*>(.*?)</tr>", page, re.S).group(1)
         assert f"{m['int8']['accuracy']:.4f}" in row
     assert "Matriz de confusión" in page  # Spanish labels travel with the page
     assert "http://" not in page and "https://" not in page  # self-contained, opens offline
@@ -102,9 +102,59 @@ def test_page_in_headless_chromium(report):
             page.select_option("#model", name)
             assert page.locator(f"section[data-model='{name}']").is_visible()
             assert not page.locator("section[data-model='__all__']").is_visible()
+        # the drawn architecture of the production model, on screen
+        default = Manifest(models).default_model
+        page.select_option("#model", default)
+        arch = page.locator(f"section[data-model='{default}'] svg.arch")
+        assert arch.is_visible() and arch.bounding_box()["width"] > 400
+        arch.screenshot(path=str(shots / "report-architecture.png"))
+        # filters by class set and family hide the other rows and models
+        page.select_option("#model", "__all__")
+        page.select_option("#f-classes", "2")
+        visible = [r.get_attribute("data-row") for r in page.locator("tr[data-row]").all() if r.is_visible()]
+        assert visible and all(n.startswith("binary") for n in visible)
+        page.select_option("#f-family", "resnet")
+        visible = [r.get_attribute("data-row") for r in page.locator("tr[data-row]").all() if r.is_visible()]
+        assert visible == ["binary-resnet"]
+        page.select_option("#f-classes", "")
+        page.select_option("#f-family", "")
+        assert page.locator("section.production img").count() >= 3
         page.click("#lang-es")
         assert "Matriz de confusión" in page.locator(f"section[data-model='{names[-1]}']").inner_text()
         page.screenshot(path=str(shots / "report.png"), full_page=True)
         browser.close()
     assert errors == []
     assert (shots / "report.png").stat().st_size > 10_000
+    assert (shots / "report-architecture.png").stat().st_size > 5_000
+
+
+def test_architecture_diagram_draws_every_shaping_layer(report):
+    """Every conv, pooling, residual addition, dropout and dense layer of each model is a block, in order."""
+    from trainer.figures import blocks
+
+    models, out = report
+    page = out.read_text()
+    for name in Manifest(models).names:
+        layers = Manifest(models).entry(name).data["architecture"]["layers"]
+        drawn = blocks(layers)
+        shaping = [x for x in layers if x["type"] not in ("BatchNormalization", "ReLU", "InputLayer", "Rescaling")]
+        assert len(drawn) == len(shaping) + 1  # + the input block
+        assert drawn[-1][0] == "softmax" and drawn[-1][1] == f"dense {len(Manifest(models).entry(name).labels)}"
+        section = re.search(rf'<section class="model" data-model="{re.escape(name)}".*?</section>', page, re.S)
+        assert section and section.group(0).count('<g class="block"') == len(drawn)
+        assert '<g class="legend">' in section.group(0)
+    if "resnet" in " ".join(Manifest(models).names):
+        assert any(
+            k == "add"
+            for k, _, _ in blocks(Manifest(models).entry("multiclass4-resnet").data["architecture"]["layers"])
+        )
+
+
+def test_production_section_shows_the_demo_never_a_dataset_image(report):
+    models, out = report
+    page = out.read_text()
+    section = re.search(r"<section class='production'>(.*?)</section>", page, re.S)
+    assert section, "no production section"
+    assert Manifest(models).default_model in section.group(1)
+    assert section.group(1).count("data:image/jpeg;base64,") >= 3
+    assert "alt='demo frame 0'" in section.group(1)  # frames of the built-in demo clip (public domain)

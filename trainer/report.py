@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from pathlib import Path
 
 from edge.core.manifest import Manifest
+
+from .figures import architecture_svg, confusion_svg, curve_svg, production_strip
+
+log = logging.getLogger(__name__)
 
 I18N = {
     "title": ("emotion-edge — model comparison", "emotion-edge — comparación de modelos"),
@@ -60,6 +65,16 @@ I18N = {
         "Paquete de referencia con las mismas caras de prueba ('emotion-trainer compare-fer')",
     ),
     "nomodels": ("No models in the manifest yet.", "Todavía no hay modelos en el manifiesto."),
+    "production": ("In production", "En producción"),
+    "production_note": (
+        "The built-in demo clip (public-domain photo) through the device's BlazeFace and this model, drawn as "
+        "'emotion-edge analyze --annotate' and the live view draw it.",
+        "El clip de demostración (foto de dominio público) a través de BlazeFace y de este modelo, dibujado como "
+        "lo dibujan 'emotion-edge analyze --annotate' y la vista en vivo.",
+    ),
+    "classes": ("Classes", "Clases"),
+    "family": ("Family", "Familia"),
+    "any": ("any", "todas"),
 }
 
 
@@ -70,72 +85,6 @@ def t(key: str) -> str:
 
 def fmt(v, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "–"
-
-
-def confusion_svg(cm: list[list[int]], labels: list[str]) -> str:
-    n, cell, pad = len(labels), 64, 70
-    size = pad + n * cell
-    rows_total = [max(1, sum(r)) for r in cm]
-    parts = [
-        f'<svg class="cm" width="{size + 10}" height="{size + 10}" viewBox="0 0 {size + 10} {size + 10}" role="img">'
-    ]
-    for i, row in enumerate(cm):
-        for j, v in enumerate(row):
-            frac = v / rows_total[i]
-            shade = int(255 - 190 * frac)
-            color = f"rgb({shade},{shade},255)" if i != j else f"rgb({shade},255,{shade})"
-            x, y = pad + j * cell, pad + i * cell
-            parts.append(
-                f'<rect x="{x}" y="{y}" width="{cell - 2}" height="{cell - 2}" fill="{color}"><title>{labels[i]} → '
-                f"{labels[j]}: {v}</title></rect>"
-            )
-            parts.append(
-                f'<text x="{x + cell / 2 - 1}" y="{y + cell / 2 + 4}" text-anchor="middle" font-size="13">{v}</text>'
-            )
-        parts.append(
-            f'<text x="{pad - 6}" y="{pad + i * cell + cell / 2 + 4}" text-anchor="end" '
-            f'font-size="12">{html.escape(labels[i])}</text>'
-        )
-    for j, label in enumerate(labels):
-        xc = pad + j * cell + cell / 2
-        parts.append(f'<text x="{xc}" y="{pad - 8}" text-anchor="middle" font-size="12">{html.escape(label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def curve_svg(history: list[dict], keys: tuple[str, str], names: tuple[str, str], title: str = "") -> str:
-    pts = [[(h["epoch"], h[k]) for h in history if k in h] for k in keys]
-    if not any(pts):
-        return ""
-    w, h, pad = 360, 200, 36
-    xs = [p[0] for s in pts for p in s] or [0]
-    ys = [p[1] for s in pts for p in s] or [0]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(max(ys), min(ys) + 1e-6)
-
-    def sx(x: float) -> float:
-        return pad + (x - x0) / (x1 - x0) * (w - 2 * pad)
-
-    def sy(y: float) -> float:
-        return h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
-
-    out = [
-        f'<svg class="curve" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">',
-        f'<rect x="{pad}" y="{pad}" width="{w - 2 * pad}" height="{h - 2 * pad}" fill="none" stroke="#ccc"/>',
-        f'<text x="{pad}" y="{h - 8}" font-size="11">{html.escape(title)} · epoch {x0}–{x1}</text>',
-        f'<text x="2" y="{pad - 6}" font-size="11">{y1:.3f}</text><text x="2" y="{h - pad + 12}" '
-        f'font-size="11">{y0:.3f}</text>',
-    ]
-    for series, color in zip(pts, ("#1f77b4", "#d62728"), strict=False):
-        if series:
-            line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in series)
-            out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{line}"/>')
-    out.append(
-        f'<text x="{w - pad}" y="{pad - 6}" text-anchor="end" font-size="11"><tspan fill="#1f77b4">{names[0]}</tspan> '
-        "· "
-        f'<tspan fill="#d62728">{names[1]}</tspan></text></svg>'
-    )
-    return "".join(out)
 
 
 def _metrics_table(m: dict, labels: list[str]) -> str:
@@ -177,7 +126,7 @@ def _model_section(name: str, e: dict, history: list[dict]) -> str:
     recipe = tr.get("recipe", {})
     pre = e["preprocess"]
     parts = [
-        f'<section class="model" data-model="{html.escape(name)}"><h2>{html.escape(name)}</h2>',
+        f'<section class="model" data-model="{html.escape(name)}" {_facets(name, e)}><h2>{html.escape(name)}</h2>',
         f"<p>{t('labels')}: {', '.join(map(html.escape, e['labels']))} · {t('split')}: "
         f"{html.escape(str(m.get('split', '–')))} "
         f"(n={m.get('n', '–')})</p>",
@@ -217,18 +166,35 @@ def _model_section(name: str, e: dict, history: list[dict]) -> str:
         f"{t('dropout')}: {recipe.get('dropout', '–')} · {t('patience')}: {recipe.get('patience', '–')} · "
         f"{t('epochs')}: {tr.get('epochs_run', '–')} · backbone: {html.escape(str(tr.get('backbone') or '–'))}</p>"
     )
+    parts.append(architecture_svg(arch))
     rows = "".join(
         f"<tr><td>{html.escape(layer['name'])}</td><td>{layer['type']}</td><td>{layer.get('output_shape', '')}</td>"
         f"<td>{layer.get('activation', '')}</td><td class='num'>{layer['params']:,}</td></tr>"
         for layer in arch.get("layers", [])
     )
     parts.append(
-        f"<details><summary>{len(arch.get('layers', []))} layers</summary><table "
+        f"<details><summary>{len(arch.get('layers', []))} layers (table)</summary><table "
         f"class='layers'><tr><th>{t('layer')}</th>"
         f"<th>{t('type')}</th><th>{t('output')}</th><th>{t('activation')}</th><th>{t('params')}</th></tr>{rows}</table></details>"
     )
     parts.append("</section>")
     return "".join(parts)
+
+
+def _facets(name: str, e: dict) -> str:
+    """data-classes (2/3/4) and data-family (scratch/resnet) for the page's filters."""
+    family = "resnet" if "resnet" in name else "scratch" if "scratch" in name else "other"
+    return f"data-classes='{len(e['labels'])}' data-family='{family}'"
+
+
+def _production(root: Path, default_model: str | None) -> str:
+    strip = production_strip(root, default_model)
+    if not strip:
+        return ""
+    return (
+        f"<section class='production'><h2>{t('production')}: {html.escape(str(default_model))}</h2>"
+        f"<p>{t('production_note')}</p>{strip}</section>"
+    )
 
 
 def _peer_rows(peers: list[dict]) -> str:
@@ -255,7 +221,8 @@ def _comparison(entries: dict, peers: list[dict]) -> str:
         m = e.get("metrics") or {}
         i8, fl = m.get("int8") or {}, m.get("float32") or {}
         rows.append(
-            f"<tr data-row='{html.escape(name)}'><td>{html.escape(name)}</td><td>{', '.join(e['labels'])}</td>"
+            f"<tr data-row='{html.escape(name)}' {_facets(name, e)}><td>{html.escape(name)}</td>"
+            f"<td>{', '.join(e['labels'])}</td>"
             f"<td class='num'>{(e.get('architecture') or {}).get('params', 0):,}</td>"
             f"<td class='num'>{fmt(i8.get('accuracy'))}</td><td "
             f"class='num'>{fmt((i8.get('macro') or {}).get('f1'))}</td>"
@@ -271,11 +238,23 @@ def _comparison(entries: dict, peers: list[dict]) -> str:
 
 JS = """
 const sel = document.getElementById('model');
+const fc = document.getElementById('f-classes'), ff = document.getElementById('f-family');
+function keep(el) {
+  return (!fc.value || el.dataset.classes === fc.value) && (!ff.value || el.dataset.family === ff.value);
+}
 function show() {
+  document.querySelectorAll('tr[data-row]').forEach(r => { r.hidden = !keep(r); });
+  document.querySelectorAll('#model option').forEach(o => {
+    const s = document.querySelector(`section[data-model="${o.value}"]`);
+    o.hidden = o.value !== '__all__' && s && !keep(s);
+  });
+  if (sel.selectedOptions[0] && sel.selectedOptions[0].hidden) sel.value = '__all__';
   const v = sel.value;
   document.querySelectorAll('section.model').forEach(s => { s.hidden = !(s.dataset.model === v); });
 }
 sel.addEventListener('change', show);
+fc.addEventListener('change', show);
+ff.addEventListener('change', show);
 function lang(l) {
   document.documentElement.lang = l;
   document.querySelectorAll('[data-en]').forEach(e => { e.textContent = e.dataset[l]; });
@@ -291,11 +270,23 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222} table{border-coll
 tr.peer td{color:#555;font-style:italic} td,th{border:1px solid #ddd;padding:3px 7px;font-size:13px}
 th{background:#f4f4f4;text-align:left} .num{text-align:right;font-variant-numeric:tabular-nums}
 .variant{display:inline-block;vertical-align:top;margin-right:2em} tr.avg td{font-weight:600}
-header{display:flex;gap:1em;align-items:center}
+header{display:flex;gap:1em;align-items:center;flex-wrap:wrap} svg.arch{max-width:100%;height:auto}
+.strip{display:flex;gap:.8em;flex-wrap:wrap} figure{margin:0} figcaption{font-size:12px;color:#555}
 """
 
 
-def build(models_dir: str | Path) -> str:
+def _filters() -> str:
+    classes = "".join(f"<option value='{n}'>{n}</option>" for n in (2, 3, 4))
+    family = "".join(f"<option value='{f}'>{f}</option>" for f in ("scratch", "resnet"))
+    any_ = f"<option value='' data-en='{I18N['any'][0]}' data-es='{I18N['any'][1]}'>{I18N['any'][0]}</option>"
+    return (
+        f"<label>{t('classes')}: <select id='f-classes'>{any_}{classes}</select></label>"
+        f"<label>{t('family')}: <select id='f-family'>{any_}{family}</select></label>"
+    )
+
+
+def build(models_dir: str | Path, production: bool = True) -> str:
+    """The page. production: include the production section (runs the demo clip through the default model)."""
     root = Path(models_dir)
     manifest = Manifest(root)
     entries = {n: manifest.entry(n).data for n in manifest.names}
@@ -318,8 +309,10 @@ def build(models_dir: str | Path) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>emotion-edge "
         f"report</title><style>{CSS}</style></head><body>"
         f"<header><h1>{t('title')}</h1><label>{t('model')}: <select id='model'>{''.join(options)}</select></label>"
+        f"{_filters()}"
         "<button id='lang-en' type='button'>English</button><button id='lang-es' "
         "type='button'>Español</button></header>"
+        f"{_production(root, manifest.default_model) if production and entries else ''}"
         f"{body}<p><small>{t('source')} {html.escape(str(manifest.path.name))} + reports/*.json</small></p>"
         f"<script type='application/json' id='data'>{data}</script><script>{JS}</script></body></html>"
     )
