@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -107,8 +108,9 @@ class Preview:
         class Handler(_Handler):
             owner = preview
 
+        server_cls = _Server6 if ":" in self.host else ThreadingHTTPServer  # an IPv6 address such as ::1
         try:
-            self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+            self._server = server_cls((self.host, self.port), Handler)
         except OSError as exc:
             raise UserError(
                 f"preview cannot listen on {self.host}:{self.port} ({exc.strerror}); fix: choose a free port in "
@@ -161,6 +163,10 @@ class Preview:
             return self._seq, self._jpeg if self._seq > after else None
 
 
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: Preview
     server_version = "emotion-edge-preview"
@@ -207,7 +213,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        owner.clients += 1
+        with owner._cond:
+            owner.clients += 1
         seq = 0
         try:
             while not owner._stop.is_set():
@@ -223,7 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the viewer left
         finally:
-            owner.clients -= 1
+            with owner._cond:
+                owner.clients -= 1
 
 
 PAGE = """<!doctype html>

@@ -183,3 +183,26 @@ def test_live_page_in_headless_chromium_shows_a_box_and_a_label(tmp_path, edge_m
     assert close > 400, f"no happy-coloured box/label in the screenshot ({close} px); see {shot}"
     assert "appear" in events_text and "happy" in events_text
     assert "processed fps" in live_text
+
+
+def test_preview_binds_ipv6_loopback_and_encodes_nothing_without_a_viewer(astronaut):
+    import socket
+
+    from edge.core.types import Box
+    from edge.draw import FaceMark
+    from edge.preview import Preview, is_loopback
+
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+    p = Preview("[::1]:0").start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{p.port}/stats.json", timeout=5) as r:
+            assert json.loads(r.read()) == {}
+        p.offer(astronaut, [FaceMark(Box(150, 60, 330, 250), "happy", 0.9)], now=1.0)
+        time.sleep(0.3)
+        assert p.frames_offered == 0 and p.frames_encoded == 0  # nobody watches: nothing kept, nothing encoded
+    finally:
+        p.close()
