@@ -41,6 +41,11 @@ CONFIG_CASES = [
     ("camera-name", {}, {"camera": {"name": "c+d"}, "homeassistant": {"enabled": True}}, "camera.name"),
     ("discovery-prefix", {}, {"homeassistant": {"enabled": True, "discovery_prefix": "home/#"}}, "discovery_prefix"),
     ("unknown-key", {"colour": "blue"}, {}, "colour"),
+    ("classify-above-detect", {}, {"classifier": {"classify_hz": 8.0}, "gating": {"detect_hz": 5.0}}, "classify_hz"),
+    ("detect-above-max", {}, {"gating": {"detect_hz": 20.0, "max_detect_hz": 10.0}}, "max_detect_hz"),
+    ("old-smoothing-key", {}, {"tracking": {"smoothing": 0.3}}, "smoothing_s"),
+    ("preview-not-host-port", {}, {"preview": {"enabled": True, "listen": "8080"}}, "preview.listen"),
+    ("preview-public-no-password", {}, {"preview": {"enabled": True, "listen": "0.0.0.0:8080"}}, "password"),
 ]
 
 

@@ -206,3 +206,21 @@ def test_preview_binds_ipv6_loopback_and_encodes_nothing_without_a_viewer(astron
         assert p.frames_offered == 0 and p.frames_encoded == 0  # nobody watches: nothing kept, nothing encoded
     finally:
         p.close()
+
+
+def test_a_busy_port_is_one_line_before_ready(run, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = write_config(
+            tmp_path / "busy.toml",
+            {"device_id": "pv", "publisher": "stdout"},
+            preview={"enabled": True, "listen": f"127.0.0.1:{port}"},
+        )
+        proc = run("edge", "run", "--config", cfg, "--duration", "5", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("emotion-edge: error:")]
+    assert "preview cannot listen" in line and "fix:" in line
