@@ -13,6 +13,7 @@ from edge.config import Config
 from edge.detect import Detector, make_detector
 from edge.health import Notifier
 from edge.pipeline import Pipeline
+from edge.preview import Preview
 from edge.publish import make_publisher
 from edge.publish.base import Publisher
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 def configure_process() -> None:
     """Process-wide settings of the frame loop. OpenCV's worker threads are turned off: the loop's OpenCV
     work is small (a 160-px motion copy, a letterbox, a face crop), and the workers spin between jobs, costing
-    more CPU than they save (about 2.5% of a core at 30 fps on the 2-core dev machine, `bench --camera-rate`)."""
+    more CPU than they save at camera rate (seen on the 2-core dev machine: the empty scene's CPU roughly halved)."""
     import cv2
 
     cv2.setNumThreads(1)
@@ -43,6 +44,13 @@ def build_parts(cfg: Config) -> tuple[TFLiteClassifier, Detector, FrameSource]:
     )
     source = make_source(cfg.camera)
     return classifier, detector, source
+
+
+def _preview(cfg: Config) -> Preview:
+    from edge.config import preview_password
+
+    p = cfg.preview
+    return Preview(p.listen, p.username, preview_password(p), p.max_fps, p.jpeg_quality).start()
 
 
 def run(
@@ -69,12 +77,15 @@ def run(
     # The publisher is built (credentials, TLS files, outbox) before the capture thread starts: a mistake found
     # there must not leave a reader thread inside OpenCV while the process exits.
     publisher = publisher or make_publisher(cfg, classifier.labels, classifier.name)
+    preview = _preview(cfg) if cfg.preview.enabled else None  # a port that cannot be bound: one line, like the rest
     capture = LatestFrameCapture(source, cfg.camera.reconnect_max_s, make_source=lambda: make_source(cfg.camera))
     capture.start()
     try:
         publisher.start()
     except BaseException:
         capture.stop()
+        if preview is not None:
+            preview.close()
         raise
     log.info(
         "running: model %s (%s), detector %s, camera %s (%s), publisher %s",
@@ -85,18 +96,6 @@ def run(
         cfg.camera.type,
         publisher.health().get("publisher", cfg.publisher),
     )
-    preview = None
-    if cfg.preview.enabled:
-        from edge.config import preview_password
-        from edge.preview import Preview
-
-        p = cfg.preview
-        try:
-            preview = Preview(p.listen, p.username, preview_password(p), p.max_fps, p.jpeg_quality).start()
-        except BaseException:
-            capture.stop()
-            publisher.close()
-            raise
     pipeline = Pipeline(cfg, capture, detector, classifier, publisher, notifier, preview)
     if on_pipeline is not None:
         on_pipeline(pipeline)

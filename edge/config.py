@@ -496,30 +496,30 @@ def _check_preview(p: PreviewConfig) -> None:
         )
 
 
-def preview_password(p: PreviewConfig) -> str | None:
-    """The live view's password from preview.password_file, else the systemd credential, else None."""
-    if p.password_file:
-        return read_secret(Path(p.password_file), "preview.password_file")
+def password(password_file: str, key: str, credential: str) -> str | None:
+    """A password from the configured file (`key` names it in messages), else the systemd credential
+    `credential`, else None. A file others can read is warned about."""
+    if password_file:
+        path = Path(password_file)
+        try:
+            if path.stat().st_mode & 0o077:
+                log.warning("%s %s is readable by other users; fix: chmod 0600 %s", key, path, path)
+        except OSError:
+            pass
+        return read_secret(path, key)
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / "preview-password").is_file():
-        return read_secret(Path(cred_dir) / "preview-password", "systemd credential")
+    if cred_dir and (Path(cred_dir) / credential).is_file():
+        return read_secret(Path(cred_dir) / credential, "systemd credential")
     return None
+
+
+def preview_password(p: PreviewConfig) -> str | None:
+    return password(p.password_file, "preview.password_file", "preview-password")
 
 
 def mqtt_password(cfg: MQTTConfig) -> str | None:
     """Password from password_file, else the systemd credential, else None (anonymous)."""
-    if cfg.password_file:
-        path = Path(cfg.password_file)
-        try:
-            if path.stat().st_mode & 0o077:
-                log.warning("mqtt.password_file %s is readable by other users; fix: chmod 0600 %s", path, path)
-        except OSError:
-            pass
-        return read_secret(path, "mqtt.password_file")
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / "mqtt-password").is_file():
-        return read_secret(Path(cred_dir) / "mqtt-password", "systemd credential")
-    return None
+    return password(cfg.password_file, "mqtt.password_file", "mqtt-password")
 
 
 def example_toml() -> str:

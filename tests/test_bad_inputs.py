@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from tests.support.broker import self_signed
 from tests.support.daemon import ROOT, write_config
 
 # (id, top-level keys, tables, words the error line must contain)
@@ -136,35 +137,13 @@ def test_tls_files(tmp_path, edge_models):
         mqtt__tls={"enabled": True, "ca_file": str(garbage)},
     )
     _both(cfg, edge_models[0], "ca_file")
-    keys = []
-    for name in ("a", "b"):
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                f"/CN={name}",
-                "-keyout",
-                str(tmp_path / f"{name}.key"),
-                "-out",
-                str(tmp_path / f"{name}.crt"),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        keys.append(name)
+    a, b = self_signed(tmp_path, "a"), self_signed(tmp_path, "b")  # a certificate with another's key
     cfg = write_config(
         tmp_path / "c2.toml",
         {"device_id": "t"},
         classifier={"model": edge_models[1]},
         mqtt={"outbox_path": str(tmp_path / "o.sqlite")},
-        mqtt__tls={"enabled": True, "cert_file": str(tmp_path / "a.crt"), "key_file": str(tmp_path / "b.key")},
+        mqtt__tls={"enabled": True, "cert_file": str(a["cert"]), "key_file": str(b["key"])},
     )
     _both(cfg, edge_models[0], "cert_file")
 

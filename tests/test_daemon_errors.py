@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.broker import Mosquitto, free_port
+from tests.support.broker import Mosquitto, free_port, self_signed
 from tests.support.daemon import Daemon, write_config
 
 
@@ -95,36 +95,9 @@ def test_wrong_password(tmp_path, edge_models, blink_clip):
     _one_line(rc, err, "refused the credentials", "password")
 
 
-def _self_signed(tmp_path):
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return {"cert": cert, "key": key}
-
-
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 def test_tls_failure_and_success(tmp_path, edge_models, blink_clip):
-    tls = _self_signed(tmp_path)
+    tls = self_signed(tmp_path)
     broker = Mosquitto(tmp_path / "b", tls=tls).start()
     camera = {"type": "file", "path": str(blink_clip)}
     try:

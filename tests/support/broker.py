@@ -15,6 +15,18 @@ import paho.mqtt.client as mqtt
 import pytest
 
 
+def self_signed(folder: Path, name: str = "localhost") -> dict[str, Path]:
+    """A self-signed certificate for `name` (also valid for 127.0.0.1) and its key, made with openssl."""
+    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
+        + ["-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=IP:127.0.0.1,DNS:{name}"],
+        check=True,
+        capture_output=True,
+    )
+    return {"cert": cert, "key": key}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
