@@ -186,6 +186,16 @@ MANIFEST_CASES = [
     ),
     ("variant-without-file", _drop_file, "malformed"),
     ("size-as-string", _size_string, "malformed"),
+    (
+        "calibration-missing-a-label",
+        lambda m, n: (m["models"][n].__setitem__("calibration", {"happy": 0.0, "sad": 0.3}), m)[1],
+        "malformed calibration",
+    ),
+    (
+        "calibration-not-a-number",
+        lambda m, n: (m["models"][n].__setitem__("calibration", dict.fromkeys(m["models"][n]["labels"], "x")), m)[1],
+        "malformed calibration",
+    ),
     ("a-list", lambda m, n: [m], "'models' table"),
     ("no-models", lambda m, n: {"schema_version": 1}, "'models' table"),
 ]

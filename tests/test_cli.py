@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from edge.core.manifest import model_version
 from tests.support.broker import free_port
 
 ELSEWHERE = {
@@ -101,14 +102,52 @@ def test_trainer_steps_one_by_one(run, fer_root, tmp_path):
     """pretrain, train, export and evaluate as a user runs them, each once, on a smoke budget."""
     pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
     common = ("--smoke", "--runs", tmp_path / "runs", "--models", tmp_path / "models", "--cache", tmp_path / "c")
-    proc = run("trainer", "pretrain", fer_root, *common, "--epochs", "1", timeout=600)
+    # A run longer than one sitting: --max-minutes 0 stops after the first of two epochs with a checkpoint...
+    pre = tmp_path / "runs" / "backbone-pretrain"
+    chunk = ("--epochs", "2", "--max-minutes", "0")
+    proc = run("trainer", "pretrain", fer_root, *common, *chunk, timeout=600)
+    assert proc.returncode == 0 and "run the same command to continue" in proc.stdout, proc.stderr[-2000:]
+    assert (pre / "backup").is_dir() and (pre / "backbone.weights.h5").is_file()
+    # ...and the same command continues it; a better earlier epoch (here: claimed in history.csv) stays the best
+    rows = (pre / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = rows[1].split(",")
+    first[header.index("val_accuracy")] = "0.99"
+    (pre / "history.csv").write_text("\n".join([rows[0], ",".join(first), *rows[2:]]) + "\n")
+    best_before = (pre / "best.keras").stat().st_mtime_ns
+    proc = run("trainer", "pretrain", fer_root, *common, *chunk, timeout=600)
     assert proc.returncode == 0 and "backbone pre-trained" in proc.stdout, proc.stderr[-2000:]
-    assert (tmp_path / "runs" / "backbone-pretrain" / "backbone.weights.h5").is_file()
+    assert "continue" not in proc.stdout and not (pre / "backup").exists()
+    info = json.loads((pre / "train.json").read_text())
+    assert info["complete"] and info["epochs_run"] == 2 and info["epochs_this_run"] == 1
+    assert len((pre / "history.csv").read_text().splitlines()) == 3
+    assert (pre / "best.keras").stat().st_mtime_ns == best_before
+    assert (pre / "head.npz").is_file()
     proc = run("trainer", "train", "binary-resnet", fer_root, *common, "--epochs", "1", timeout=600)
     assert proc.returncode == 0 and "binary-resnet: val accuracy" in proc.stdout, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "runs" / "binary-resnet" / "train.json").read_text())["head_from_pretrain"]
     proc = run("trainer", "export", "binary-resnet", fer_root, *common, "--calibration", "20", timeout=600)
     assert proc.returncode == 0 and "binary-resnet int8" in proc.stdout, proc.stderr[-2000:]
     proc = run("trainer", "evaluate", "binary-resnet", fer_root, *common, "--tta", "none", timeout=600)
     assert proc.returncode == 0 and "binary-resnet int8" in proc.stdout, proc.stderr[-2000:]
     entry = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["binary-resnet"]
     assert entry["tta"] == "none" and entry["metrics"]["split"] == "test" and entry["latency_ms"]["int8"]["p50"] > 0
+
+
+@pytest.mark.slow
+def test_suite_split_over_sittings(run, fer_root, tmp_path):
+    """`suite` cut by --max-minutes stops with a checkpoint and exports nothing; the same command continues the run
+    and only then exports and evaluates it."""
+    pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
+    common = ("--smoke", "--runs", tmp_path / "runs", "--models", tmp_path / "models", "--cache", tmp_path / "c")
+    cmd = ("trainer", "suite", fer_root, *common, "--specs", "binary-scratch", "--epochs", "2", "--max-minutes", "0")
+    proc = run(*cmd, timeout=600)
+    assert proc.returncode == 0 and "run the same command to continue" in proc.stdout, proc.stderr[-2000:]
+    assert not (tmp_path / "models" / "manifest.json").exists()
+    proc = run(*cmd, timeout=600)
+    assert proc.returncode == 0 and "binary-scratch int8" in proc.stdout, proc.stderr[-2000:]
+    entry = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["binary-scratch"]
+    assert entry["training"]["epochs_run"] == 2 and entry["training"]["complete"] is True
+    assert entry["version"] == model_version(entry["variants"])
+    proc = run(*cmd, timeout=600)
+    assert "finished (trained, exported, evaluated); skipped" in proc.stdout, proc.stdout

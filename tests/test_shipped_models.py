@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.classify.tflite import TFLiteClassifier
-from edge.core.manifest import Manifest
+from edge.core.manifest import Manifest, model_version
 from edge.core.paths import models_dir
 
 MANIFEST = Manifest(models_dir())
@@ -22,6 +22,15 @@ def test_manifest_is_consistent():
         e = MANIFEST.entry(name)
         assert set(e.data["variants"]) == {"int8", "float32"}
         assert e.data["metrics"]["split"] == "test", f"{name} was not evaluated on the test split"
+        # the published version is the one derived from the files' bytes (a re-export changes it)
+        assert e.data["version"] == e.version == model_version(e.data["variants"])
+        assert len(e.version) == 12 and int(e.version, 16) >= 0
+
+
+def test_version_changes_with_the_bytes():
+    one = {"int8": {"sha256": "a" * 64}, "float32": {"sha256": "b" * 64}}
+    assert model_version(one) == model_version(dict(reversed(one.items())))
+    assert model_version(one) != model_version({**one, "int8": {"sha256": "c" * 64}})
 
 
 @pytest.mark.parametrize("name", NAMES or ["<none>"])

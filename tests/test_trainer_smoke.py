@@ -148,3 +148,45 @@ def test_models_table_prints_the_manifest(suite, run, monkeypatch):
             f"{e['metrics']['int8']['accuracy']:.4f}" in line and f"{e['metrics']['int8']['macro']['f1']:.4f}" in line
         )
         assert line.split()[-2] == str(e["training"]["epochs_run"])
+
+
+def test_fine_tune_starts_from_the_pretrained_head(suite):
+    """A resnet fine-tune's head starts as the six-class classifier restricted to its classes: before any training
+    step it predicts exactly the pre-trained softmax renormalised over those classes."""
+    import keras
+
+    from edge.core.preprocess import PreprocessSpec
+    from trainer.specs import get_spec, smoke
+    from trainer.train import build_model, init_head_from_pretrain
+
+    base, _ = suite
+    pre_dir = base / "runs" / "backbone-pretrain"
+    assert json.loads((base / "runs" / "multiclass3-resnet" / "train.json").read_text())["head_from_pretrain"] is True
+    spec = smoke(get_spec("multiclass3-resnet"))
+    shape = PreprocessSpec().input_shape
+    model = build_model(spec, "fer-resnet", pre_dir / "backbone.weights.h5", shape)
+    assert init_head_from_pretrain(model, pre_dir, spec.labels)
+    pre = keras.models.load_model(str(pre_dir / "model.keras"), compile=False)
+    pre_labels = json.loads((pre_dir / "train.json").read_text())["labels"]
+    x = np.random.default_rng(0).integers(0, 256, size=(4, *shape)).astype(np.float32)
+    full = pre.predict(x, verbose=0)[:, [pre_labels.index(c) for c in spec.labels]]
+    np.testing.assert_allclose(model.predict(x, verbose=0), full / full.sum(axis=1, keepdims=True), atol=1e-5)
+    assert not init_head_from_pretrain(model, base / "runs" / "binary-scratch", spec.labels)  # no head there
+
+
+def test_random_erasing_blanks_one_grey_rectangle():
+    import tensorflow as tf
+
+    from trainer.train import random_erase
+
+    tf.random.set_seed(0)
+    y = random_erase(tf, tf.fill([256, 100, 100, 3], 128.0), 0.5).numpy()
+    changed = (y != 128.0).any(axis=(1, 2, 3))
+    assert 90 < changed.sum() < 166  # p = 0.5 of 256 images, within ~5 standard deviations
+    area = (y[changed] != 128.0).mean(axis=(1, 2, 3))
+    assert area.min() > 0.005 and area.max() <= 0.26
+    assert (y[..., 0] == y[..., 1]).all() and (y[..., 1] == y[..., 2]).all()  # grey stays grey
+    for img in y[changed][:20]:  # the blanked pixels form one axis-aligned rectangle
+        ys, xs = np.nonzero(img[..., 0] != 128.0)
+        assert len(ys) == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+    assert (random_erase(tf, tf.fill([8, 10, 10, 3], 7.0), 0.0).numpy() == 7.0).all()

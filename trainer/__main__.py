@@ -62,7 +62,11 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
 
     train = argparse.ArgumentParser(add_help=False)
     train.add_argument("--epochs", type=int, help="maximum epochs (early stopping usually ends sooner)")
-    train.add_argument("--max-minutes", type=float, help="stop after this many minutes, keeping the best epoch")
+    train.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop this invocation after this many minutes with a checkpoint; the same command continues the run",
+    )
     train.add_argument("--width", type=int, help="channels of the first stage (later stages double it)")
     train.add_argument("--seed", type=int, help="random seed")
     train.add_argument(
@@ -145,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "none", "flip"),
         default="auto",
         help="test-time augmentation: 'auto' picks it on val (default), or force one",
+    )
+    s.add_argument(
+        "--calibrate",
+        choices=("auto", "none"),
+        default="auto",
+        help="per-class decision offsets: 'auto' chooses them on val (default, kept only if they help), 'none'",
     )
 
     maybe_spec = argparse.ArgumentParser(add_help=False)
@@ -258,23 +268,34 @@ def _train_one(args, spec, backbone_weights) -> dict:
 def cmd_pretrain(args) -> int:
     from trainer.specs import pretrain_spec
 
-    info = _train_one(args, _spec_with(args, pretrain_spec()), args.backbone_weights)
-    print(
-        f"backbone pre-trained: val accuracy {info['best_val_accuracy']} on {len(info['labels'])} classes -> "
-        f"{args.runs / 'backbone-pretrain'}"
-    )
+    _print_trained(args, _train_one(args, _spec_with(args, pretrain_spec()), args.backbone_weights))
     return 0
+
+
+def _print_trained(args, info: dict) -> None:
+    if info["spec"] == "backbone-pretrain":
+        print(
+            f"backbone pre-trained: val accuracy {info['best_val_accuracy']} on {len(info['labels'])} classes -> "
+            f"{args.runs / 'backbone-pretrain'}{_unfinished(info)}"
+        )
+    else:
+        print(
+            f"{info['spec']}: val accuracy {info['best_val_accuracy']} after {info['epochs_run']} epochs -> "
+            f"{args.runs / info['spec']}{_unfinished(info)}"
+        )
+
+
+def _unfinished(info: dict) -> str:
+    if info.get("complete", True):
+        return ""
+    return f" (time limit: {info['epochs_run']} of {info['recipe']['epochs']} epochs; run the same command to continue)"
 
 
 def cmd_train(args) -> int:
     from trainer.specs import get_spec
 
     spec = _spec_with(args, get_spec(args.spec))
-    info = _train_one(args, spec, _backbone_weights(args) if spec.arch == "resnet" else None)
-    print(
-        f"{spec.name}: val accuracy {info['best_val_accuracy']} after {info['epochs_run']} epochs -> "
-        f"{args.runs / spec.name}"
-    )
+    _print_trained(args, _train_one(args, spec, _backbone_weights(args) if spec.arch == "resnet" else None))
     return 0
 
 
@@ -293,11 +314,11 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _evaluate(args, name: str, split: str = "test", tta: str = "auto") -> None:
+def _evaluate(args, name: str, split: str = "test", tta: str = "auto", calibrate: str = "auto") -> None:
     from trainer.evaluate import evaluate
 
     runs = 50 if args.smoke else 300
-    report = evaluate(name, _models_dir(args), _data(args), split, runs, args.runs / name, tta)
+    report = evaluate(name, _models_dir(args), _data(args), split, runs, args.runs / name, tta, calibrate)
     m = report["metrics"]
     for v in ("int8", "float32"):
         if v in m:
@@ -312,7 +333,7 @@ def _evaluate(args, name: str, split: str = "test", tta: str = "auto") -> None:
 def cmd_evaluate(args) -> int:
     from trainer.specs import get_spec
 
-    _evaluate(args, get_spec(args.spec).name, args.split, args.tta)
+    _evaluate(args, get_spec(args.spec).name, args.split, args.tta, args.calibrate)
     return 0
 
 
@@ -331,22 +352,40 @@ def _finished(args, name: str) -> bool:
     return bool(entry.get("metrics")) and (entry.get("provenance") or {}).get("trained") == trained
 
 
+def _complete(run_dir: Path) -> bool:
+    """Trained to the end of its schedule (or early-stopped), not cut by --max-minutes."""
+    import json
+
+    info = run_dir / "train.json"
+    return info.is_file() and bool(json.loads(info.read_text()).get("complete", True))
+
+
 def cmd_suite(args) -> int:
-    from trainer.specs import get_spec, spec_names
+    import shutil
+
+    from trainer.specs import get_spec, pretrain_spec, spec_names
 
     names = [n.strip() for n in args.specs.split(",")] if args.specs else spec_names()
     specs = [get_spec(n) for n in names]
+    jobs = []
     if any(s.arch == "resnet" for s in specs) and args.backbone == "fer-resnet" and not args.backbone_weights:
-        if args.force or not (args.runs / "backbone-pretrain" / "train.json").is_file():
-            cmd_pretrain(args)
-    for spec in specs:
-        if not args.force and _finished(args, spec.name):
+        jobs.append(pretrain_spec())
+    jobs += specs
+    for spec in jobs:
+        if spec.class_set != "fer6" and not args.force and _finished(args, spec.name):
             print(f"{spec.name}: finished (trained, exported, evaluated); skipped — --force redoes it")
             continue
-        if args.force or not (args.runs / spec.name / "train.json").is_file():
-            _train_one(args, _spec_with(args, spec), _backbone_weights(args) if spec.arch == "resnet" else None)
-        _export(args, spec.name)
-        _evaluate(args, spec.name)
+        if args.force or not _complete(args.runs / spec.name):
+            if args.force:  # from scratch, not a resume of an earlier run
+                shutil.rmtree(args.runs / spec.name / "backup", ignore_errors=True)
+            weights = _backbone_weights(args) if spec.arch == "resnet" and spec.class_set != "fer6" else None
+            info = _train_one(args, _spec_with(args, spec), weights)
+            _print_trained(args, info)
+            if not info["complete"]:
+                return 0  # the rest waits for this run: the same command continues it
+        if spec.class_set != "fer6":
+            _export(args, spec.name)
+            _evaluate(args, spec.name)
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.classify import calibration
 from edge.classify.tflite import TFLiteClassifier
 from edge.core.manifest import Manifest, ModelEntry
 from edge.core.runtime import runtime_name
@@ -25,20 +26,40 @@ def predict_all(clf: TFLiteClassifier, x: np.ndarray) -> np.ndarray:
     return np.stack([clf.probabilities(face) for face in x])
 
 
-def choose_tta(entry: ModelEntry, data: DataOptions) -> dict:
-    """Pick test-time augmentation on the VAL split (never test): mirror-averaging only if it helps int8 accuracy.
-    Returns the manifest fields {"tta", "tta_selection"}."""
+def select_on_val(entry: ModelEntry, data: DataOptions, tta: str = "auto", calibrate: str = "auto") -> dict:
+    """Choose test-time augmentation and the decision calibration on the VAL split (never test), int8 as shipped.
+
+    tta "auto": mirror-averaging only if it helps val accuracy by more than 0.2 point; calibrate "auto": per-class
+    log-probability offsets that raise val accuracy + macro-F1 (edge.classify.calibration.search). Returns the
+    manifest fields {"tta", "tta_selection"?, "calibration", "calibration_selection"?}.
+    """
     val = data.load("val", entry.labels, entry.preprocess)
-    scores = {}
-    for choice in ("none", "flip"):
-        clf = TFLiteClassifier(entry, "int8", num_threads=2, tta=choice)
-        scores[choice] = float((predict_all(clf, val.x).argmax(1) == val.y).mean())
-    best = "flip" if scores["flip"] > scores["none"] + 0.002 else "none"
-    log.info("%s: test-time augmentation %r chosen on val %s", entry.name, best, scores)
-    return {
-        "tta": best,
-        "tta_selection": {"split": "val", "int8_accuracy": {k: round(v, 4) for k, v in scores.items()}},
+    probs = {
+        choice: predict_all(TFLiteClassifier(entry, "int8", num_threads=2, tta=choice, calibration={}), val.x)
+        for choice in (("none", "flip") if tta == "auto" else (tta,))
     }
+    fields: dict = {"tta": tta, "tta_selection": None}
+    if tta == "auto":
+        scores = {k: float((p.argmax(1) == val.y).mean()) for k, p in probs.items()}
+        fields["tta"] = "flip" if scores["flip"] > scores["none"] + 0.002 else "none"
+        fields["tta_selection"] = {"split": "val", "int8_accuracy": {k: round(v, 4) for k, v in scores.items()}}
+        log.info("%s: test-time augmentation %r chosen on val %s", entry.name, fields["tta"], scores)
+    fields["calibration"] = None
+    fields["calibration_selection"] = None
+    if calibrate == "auto":
+        offsets, before, after = calibration.search(probs[fields["tta"]], val.y)
+        if offsets.any():
+            fields["calibration"] = {c: round(float(v), 2) + 0.0 for c, v in zip(entry.labels, offsets, strict=True)}
+        fields["calibration_selection"] = {
+            "split": "val",
+            "objective": "int8 accuracy + macro-F1",
+            "before": round(before, 4),
+            "after": round(after, 4),
+        }
+        log.info(
+            "%s: calibration %s chosen on val (score %.4f -> %.4f)", entry.name, fields["calibration"], before, after
+        )
+    return fields
 
 
 def _rounded(m: dict) -> dict:
@@ -60,21 +81,27 @@ def evaluate(
     latency_runs: int = 200,
     run_dir: Path | None = None,
     tta: str = "auto",
+    calibrate: str = "auto",
 ) -> dict:
     """Metrics for every variant, int8-vs-float agreement and latency (TTA included), written to the manifest (once)
-    and reports/NAME.json. tta: "auto" chooses it on val; "none"/"flip" force it."""
+    and reports/NAME.json. tta: "auto" chooses it on val, "none"/"flip" force it; calibrate: "auto" chooses the
+    decision offsets on val, "none" removes them."""
     models_dir = Path(models_dir)
     manifest = Manifest(models_dir)
     entry = manifest.entry(name)
-    chosen = choose_tta(entry, data) if tta == "auto" else {"tta": tta}
+    chosen = select_on_val(entry, data, tta, calibrate)
     held_out = data.load(split, entry.labels, entry.preprocess)
     results, preds, latency = {}, {}, {}
     for variant in entry.data["variants"]:
-        clf = TFLiteClassifier(entry, variant, num_threads=2, tta=chosen["tta"])
+        clf = TFLiteClassifier(
+            entry, variant, num_threads=2, tta=chosen["tta"], calibration=chosen["calibration"] or {}
+        )
         probs = predict_all(clf, held_out.x)
         preds[variant] = probs.argmax(1)
         results[variant] = _rounded(evaluate_probs(probs, held_out.y, entry.labels))
-        one = TFLiteClassifier(entry, variant, num_threads=1, tta=chosen["tta"])
+        one = TFLiteClassifier(
+            entry, variant, num_threads=1, tta=chosen["tta"], calibration=chosen["calibration"] or {}
+        )
         latency[variant] = one.latency_ms(held_out.x[0], latency_runs)
         log.info(
             "%s %s: accuracy %.4f macro-F1 %.4f",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.errors import UserError
-from edge.core.manifest import Manifest, labels_digest, sha256_file, tensor_record
+from edge.core.manifest import Manifest, labels_digest, model_version, sha256_file, tensor_record
 from edge.core.preprocess import PreprocessSpec
 from edge.core.runtime import make_interpreter
 
@@ -117,7 +117,7 @@ def export(
         }
         log.info("exported %s (%d bytes) in %.1f s", path, path.stat().st_size, time.monotonic() - t0)
     entry = {
-        "version": time.strftime("%Y.%m.%d", time.gmtime()),
+        "version": model_version(variants),
         "labels": list(labels),
         "preprocess": spec.to_dict(),
         "variants": variants,
@@ -131,6 +131,9 @@ def export(
                 "train_counts",
                 "val_counts",
                 "epochs_run",
+                "complete",
+                "minutes_total",
+                "head_from_pretrain",
                 "seconds_this_run",
                 "best_val_accuracy",
                 "val_loss",

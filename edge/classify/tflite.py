@@ -16,12 +16,23 @@ from edge.core.runtime import dequantize, make_interpreter, quantize
 from edge.core.types import Prediction
 from edge.stats import latency_summary
 
+from .calibration import apply as apply_calibration
+from .calibration import offsets_vector as calibration_offsets
+
 
 class TFLiteClassifier:
     """Classify preprocessed face crops with one manifest-checked model variant."""
 
-    def __init__(self, entry: ModelEntry, variant: str = "int8", num_threads: int = 1, tta: str | None = None):
-        """tta: test-time augmentation, "none" or "flip"; default: what the manifest records (chosen on val)."""
+    def __init__(
+        self,
+        entry: ModelEntry,
+        variant: str = "int8",
+        num_threads: int = 1,
+        tta: str | None = None,
+        calibration: dict[str, float] | None = None,
+    ):
+        """tta: test-time augmentation, "none" or "flip"; calibration: per-label log-probability offsets ({} for
+        none). Default for both: what the manifest records (chosen on val by 'emotion-trainer evaluate')."""
         self.name = entry.name
         self.variant = variant
         try:  # a hand-edited manifest entry: one line, not a KeyError traceback
@@ -52,6 +63,9 @@ class TFLiteClassifier:
             raise ModelError(
                 f"model {self.name!r} asks for unknown test-time augmentation {self.tta!r}; fix: upgrade emotion-edge"
             )
+        table = entry.data.get("calibration") if calibration is None else calibration
+        self.calibration = dict(table or {})
+        self._offsets = calibration_offsets(table, self.labels, self.name)
 
     @classmethod
     def from_manifest(
@@ -70,7 +84,9 @@ class TFLiteClassifier:
             probs = (probs + self._run(face[:, ::-1])) / 2.0
         total = float(probs.sum())
         # uint8 softmax outputs step in 1/256 and may not sum to exactly 1; renormalise.
-        return probs / total if total > 0 else np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
+        if total <= 0:
+            return np.full(len(self.labels), 1.0 / len(self.labels), np.float32)
+        return apply_calibration(probs / total, self._offsets)
 
     def probabilities_batch(self, faces: list[np.ndarray]) -> list[np.ndarray]:
         """Probabilities for several faces in one interpreter call (mirror TTA included in the same call): the
@@ -93,7 +109,8 @@ class TFLiteClassifier:
             probs = (probs[: len(faces)] + probs[len(faces) :]) / 2.0
         total = probs.sum(axis=1, keepdims=True)
         uniform = np.full_like(probs, 1.0 / len(self.labels))
-        return list(np.where(total > 0, probs / np.where(total > 0, total, 1.0), uniform))
+        probs = np.where(total > 0, apply_calibration(probs / np.where(total > 0, total, 1.0), self._offsets), uniform)
+        return list(probs)
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
         n = len(x)

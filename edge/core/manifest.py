@@ -40,6 +40,16 @@ def labels_digest(labels: list[str] | tuple[str, ...], file_sha256: str) -> str:
     return hashlib.sha256(json.dumps({"labels": list(labels), "sha256": file_sha256}).encode()).hexdigest()[:16]
 
 
+def model_version(variants: dict[str, dict[str, Any]]) -> str:
+    """A model's version: the first 12 hex digits of a sha256 over its files' sha256s (variant order-free).
+
+    Derived from the bytes, so it changes exactly when a model file changes (a re-export, a retrain) and two
+    boards running the same files publish the same version, whatever day they were exported.
+    """
+    digests = sorted(str(v.get("sha256", "")) for v in variants.values())
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:12]
+
+
 def tensor_record(detail: dict) -> dict[str, Any]:
     """What the manifest stores about one interpreter tensor."""
     scale, zp = quant_params(detail)
@@ -65,7 +75,8 @@ class ModelEntry:
 
     @property
     def version(self) -> str:
-        return str(self.data.get("version", "0"))
+        """Derived from the files' sha256s (see `model_version`), never a typed-in or date string."""
+        return model_version(self.data.get("variants", {}))
 
     @property
     def preprocess(self) -> PreprocessSpec:
