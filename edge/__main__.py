@@ -32,11 +32,14 @@ def _models_table(root: Path | None) -> int:
         return 1
     print(
         f"{'model':<20} {'labels':<30} {'int8 acc':>8} {'macro-F1':>8} {'float acc':>9} {'agree':>6} {'int8 ms':>7} "
-        f"{'size KB':>7} {'epochs':>6} {'train min':>9}"
+        f"{'size KB':>7} {'epochs':>6} {'train min':>9} version"
     )
     for name in manifest.names:
-        e = manifest.entry(name).data
+        entry = manifest.entry(name)
+        e = entry.data
         m, lat, tr = e.get("metrics") or {}, e.get("latency_ms") or {}, e.get("training") or {}
+        # minutes over every invocation of a run split by --max-minutes; older runs recorded one invocation
+        minutes = tr.get("minutes_total") or (tr["seconds_this_run"] / 60 if tr.get("seconds_this_run") else None)
         i8, fl = m.get("int8") or {}, m.get("float32") or {}
         star = "*" if name == manifest.default_model else " "
         print(
@@ -44,7 +47,7 @@ def _models_table(root: Path | None) -> int:
             f"{fmt((i8.get('macro') or {}).get('f1'), '8.4f')} {fmt(fl.get('accuracy'), '9.4f')} "
             f"{fmt(m.get('int8_float_agreement'), '6.3f')} {fmt((lat.get('int8') or {}).get('p50'), '7.2f')} "
             f"{e['variants']['int8']['size_bytes'] / 1024:7.0f} {fmt(tr.get('epochs_run'), '6d')} "
-            f"{fmt(tr['seconds_this_run'] / 60 if tr.get('seconds_this_run') else None, '9.0f')}"
+            f"{fmt(minutes, '9.0f')} {entry.version}"
         )
     print(
         f"* default model. Metrics: {manifest.path} (split={m.get('split', '-')}, produced by 'emotion-trainer "

@@ -45,6 +45,8 @@ def test_apply_is_softmax_of_shifted_logs():
     want = np.exp(np.log(p) + b)
     np.testing.assert_allclose(calibration.apply(p, b), want / want.sum(), rtol=1e-6)
     assert calibration.apply(p, None) is p
+    zero = calibration.apply(np.zeros((1, 3), np.float32), b)  # a degenerate all-zero output stays a distribution
+    np.testing.assert_allclose(zero, np.full((1, 3), 1 / 3), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,7 @@ def test_models_lists_every_shipped_model(run):
     for name in manifest.names:
         acc = manifest.entry(name).data["metrics"]["int8"]["accuracy"]
         assert f"{acc:.4f}" in rows[name], rows[name]  # the manifest's number, printed
+        assert rows[name][-1] == manifest.entry(name).version  # and the version events publish
     assert f"{manifest.default_model}*" in proc.stdout
 
 
@@ -148,6 +149,6 @@ def test_suite_split_over_sittings(run, fer_root, tmp_path):
     assert proc.returncode == 0 and "binary-scratch int8" in proc.stdout, proc.stderr[-2000:]
     entry = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["binary-scratch"]
     assert entry["training"]["epochs_run"] == 2 and entry["training"]["complete"] is True
-    assert entry["version"] == model_version(entry["variants"])
+    assert entry["version"] == model_version(entry)
     proc = run(*cmd, timeout=600)
     assert "finished (trained, exported, evaluated); skipped" in proc.stdout, proc.stdout

@@ -23,14 +23,18 @@ def test_manifest_is_consistent():
         assert set(e.data["variants"]) == {"int8", "float32"}
         assert e.data["metrics"]["split"] == "test", f"{name} was not evaluated on the test split"
         # the published version is the one derived from the files' bytes (a re-export changes it)
-        assert e.data["version"] == e.version == model_version(e.data["variants"])
+        assert e.data["version"] == e.version == model_version(e.data)
         assert len(e.version) == 12 and int(e.version, 16) >= 0
 
 
-def test_version_changes_with_the_bytes():
-    one = {"int8": {"sha256": "a" * 64}, "float32": {"sha256": "b" * 64}}
-    assert model_version(one) == model_version(dict(reversed(one.items())))
-    assert model_version(one) != model_version({**one, "int8": {"sha256": "c" * 64}})
+def test_version_changes_with_what_decides_the_output():
+    one = {"variants": {"int8": {"sha256": "a" * 64}, "float32": {"sha256": "b" * 64}}, "tta": "flip"}
+    flipped = {**one, "variants": dict(reversed(one["variants"].items()))}
+    assert model_version(one) == model_version(flipped)  # not the order of the variants
+    assert model_version(one) != model_version({**one, "variants": {**one["variants"], "int8": {"sha256": "c" * 64}}})
+    assert model_version(one) != model_version({**one, "tta": "none"})
+    assert model_version(one) != model_version({**one, "calibration": {"happy": 0.0, "sad": 0.2}})
+    assert model_version({**one, "calibration": None}) == model_version(one)  # none is none
 
 
 @pytest.mark.parametrize("name", NAMES or ["<none>"])

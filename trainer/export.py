@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.errors import UserError
-from edge.core.manifest import Manifest, labels_digest, model_version, sha256_file, tensor_record
+from edge.core.manifest import Manifest, labels_digest, sha256_file, tensor_record
 from edge.core.preprocess import PreprocessSpec
 from edge.core.runtime import make_interpreter
 
@@ -117,7 +117,7 @@ def export(
         }
         log.info("exported %s (%d bytes) in %.1f s", path, path.stat().st_size, time.monotonic() - t0)
     entry = {
-        "version": model_version(variants),
+        "version": None,  # set by Manifest.update from the files and decision settings (model_version)
         "labels": list(labels),
         "preprocess": spec.to_dict(),
         "variants": variants,

@@ -41,7 +41,9 @@ def apply(probs: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
     if offsets is None:
         return probs
     w = np.asarray(probs, np.float64) * np.exp(offsets)
-    return (w / w.sum(axis=-1, keepdims=True)).astype(np.float32)
+    total = w.sum(axis=-1, keepdims=True)
+    uniform = np.full_like(w, 1.0 / w.shape[-1])
+    return np.where(total > 0, w / np.where(total > 0, total, 1.0), uniform).astype(np.float32)
 
 
 def _score(y: np.ndarray, pred: np.ndarray, k: int) -> float:

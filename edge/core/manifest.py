@@ -40,14 +40,16 @@ def labels_digest(labels: list[str] | tuple[str, ...], file_sha256: str) -> str:
     return hashlib.sha256(json.dumps({"labels": list(labels), "sha256": file_sha256}).encode()).hexdigest()[:16]
 
 
-def model_version(variants: dict[str, dict[str, Any]]) -> str:
-    """A model's version: the first 12 hex digits of a sha256 over its files' sha256s (variant order-free).
+def model_version(entry: dict[str, Any]) -> str:
+    """A model's version: the first 12 hex digits of a sha256 over what decides its output — its files' sha256s
+    (variant order-free), its test-time augmentation and its decision calibration.
 
-    Derived from the bytes, so it changes exactly when a model file changes (a re-export, a retrain) and two
-    boards running the same files publish the same version, whatever day they were exported.
+    Derived, never typed in: it changes exactly when a model file is re-exported or retrained or `evaluate`
+    changes how its output is read, and two boards that publish the same version give the same answers.
     """
-    digests = sorted(str(v.get("sha256", "")) for v in variants.values())
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:12]
+    digests = sorted(str(v.get("sha256", "")) for v in (entry.get("variants") or {}).values())
+    decision = {"tta": entry.get("tta") or "none", "calibration": entry.get("calibration") or {}}
+    return hashlib.sha256(json.dumps([digests, decision], sort_keys=True).encode()).hexdigest()[:12]
 
 
 def tensor_record(detail: dict) -> dict[str, Any]:
@@ -75,8 +77,8 @@ class ModelEntry:
 
     @property
     def version(self) -> str:
-        """Derived from the files' sha256s (see `model_version`), never a typed-in or date string."""
-        return model_version(self.data.get("variants", {}))
+        """Derived from the files' sha256s and the decision settings (see `model_version`), never typed in."""
+        return model_version(self.data)
 
     @property
     def preprocess(self) -> PreprocessSpec:
@@ -214,7 +216,9 @@ class Manifest:
     def update(self, name: str, fields: dict[str, Any], default: bool | None = None) -> None:
         """Merge `fields` into a model's entry (top-level keys replaced) and write atomically."""
         self.data = self._read()
-        self.data["models"].setdefault(name, {}).update(fields)
+        entry = self.data["models"].setdefault(name, {})
+        entry.update(fields)
+        entry["version"] = model_version(entry)  # kept in step with whatever this update changed
         self.data["models"] = dict(sorted(self.data["models"].items()))
         if default or not self.data.get("default_model"):
             self.data["default_model"] = name
