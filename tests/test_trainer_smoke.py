@@ -190,3 +190,20 @@ def test_random_erasing_blanks_one_grey_rectangle():
         ys, xs = np.nonzero(img[..., 0] != 128.0)
         assert len(ys) == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
     assert (random_erase(tf, tf.fill([8, 10, 10, 3], 7.0), 0.0).numpy() == 7.0).all()
+
+
+def test_camera_effects_degrade_like_a_camera_and_keep_the_face():
+    import tensorflow as tf
+
+    from trainer.train import camera_effects
+
+    tf.random.set_seed(0)
+    flat = camera_effects(tf, tf.fill([32, 100, 100, 3], 128.0), 1.0).numpy()
+    assert abs(flat.mean() - 128.0) < 2.0  # no brightness shift, no dark border from the blur's padding
+    assert abs(flat[:, :3].mean() - flat[:, 40:60].mean()) < 2.0 and abs(flat[:, :, :3].mean() - 128.0) < 2.0
+    assert (flat[..., 0] == flat[..., 1]).all() and (flat[..., 1] == flat[..., 2]).all()  # grey stays grey
+    edges = np.zeros((8, 100, 100, 3), np.float32)
+    edges[:, :, ::2] = 255.0  # one-pixel stripes: what blur and JPEG smear first
+    out = camera_effects(tf, tf.constant(edges), 1.0).numpy()
+    assert np.abs(np.diff(out, axis=2)).mean() < 0.8 * np.abs(np.diff(edges, axis=2)).mean()
+    assert (camera_effects(tf, tf.constant(edges), 0.0).numpy() == edges).all()

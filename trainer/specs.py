@@ -34,6 +34,7 @@ class Recipe:
     per_class_limit: int = 0  # 0 = all images; smoke runs cap it
     augment: bool = True
     random_erasing: float = 0.5  # probability of blanking one random rectangle (occlusion: hands, glasses, masks)
+    camera_effects: float = 0.3  # probability of each of blur, sensor noise and JPEG re-compression per face
     # resnet fine-tunes: start the classifier from the pre-trained six-class head's rows for this spec's classes
     # (its softmax restricted to them), not from random weights, so fine-tuning starts where pre-training ended.
     head_from_pretrain: bool = False
@@ -75,7 +76,9 @@ def pretrain_spec() -> ModelSpec:
         "fer6",
         "resnet",
         PRETRAIN_CLASSES,
-        replace(RESNET_RECIPE, epochs=30, learning_rate=2e-3, head_from_pretrain=False),
+        # camera effects came after the committed pre-training (trainer/pretrained) was run: off here so the
+        # command reproduces it
+        replace(RESNET_RECIPE, epochs=30, learning_rate=2e-3, head_from_pretrain=False, camera_effects=0.0),
     )
 
 

@@ -64,7 +64,45 @@ def random_erase(tf, x, p: float):
     return tf.where(inside[..., None], fill, x)
 
 
-def augment_batch(tf, x, erase: float = 0.0):
+def camera_effects(tf, x, p: float):
+    """What cheap cameras do to a face, each with probability `p` per image: Gaussian blur (sigma 0.5-1.5 px of
+    the 100-px input: focus, motion), sensor noise (sigma 2-10 grey levels) and JPEG re-compression (quality 30-90,
+    as streams and snapshots arrive). FER2013 faces are clean web crops; device crops are not."""
+    if p <= 0.0:
+        return x
+    b = tf.shape(x)[0]
+    # blur: a separable 5-tap Gaussian per image, sigma drawn per image, applied through a depthwise conv
+    sigma = tf.random.uniform([b, 1], 0.5, 1.5)
+    taps = tf.exp(-tf.square(tf.range(-2.0, 3.0)[None, :]) / (2.0 * tf.square(sigma)))
+    taps = taps / tf.reduce_sum(taps, axis=1, keepdims=True)
+    blur_on = tf.cast(tf.random.uniform([b, 1]) < p, tf.float32)
+    identity = tf.constant([[0.0, 0.0, 1.0, 0.0, 0.0]])
+    taps = blur_on * taps + (1.0 - blur_on) * identity  # (b, 5)
+
+    def blur_one(args):  # reflect-padded so the border does not darken
+        img, k = args
+        channels = tf.shape(img)[-1]
+        img = tf.pad(img[None], [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT")
+        img = tf.nn.depthwise_conv2d(img, tf.tile(k[:, None, None, None], [1, 1, channels, 1]), [1] * 4, "VALID")
+        return tf.nn.depthwise_conv2d(img, tf.tile(k[None, :, None, None], [1, 1, channels, 1]), [1] * 4, "VALID")[0]
+
+    x = tf.map_fn(blur_one, (x, taps), fn_output_signature=tf.float32)
+    noise_on = tf.cast(tf.random.uniform([b, 1, 1, 1]) < p, tf.float32)
+    level = tf.random.uniform([b, 1, 1, 1], 2.0, 10.0)
+    grey = tf.random.normal(tf.shape(x)[:3])[..., None]  # one noise field for all channels: grey stays grey
+    x = tf.clip_by_value(x + noise_on * level * grey, 0.0, 255.0)
+
+    def jpeg_one(args):
+        img, on, quality = args
+        redone = tf.image.adjust_jpeg_quality(tf.cast(tf.round(img), tf.uint8), quality)
+        return tf.cond(on, lambda: tf.cast(redone, tf.float32), lambda: img)
+
+    jpeg_on = tf.random.uniform([b]) < p
+    quality = tf.random.uniform([b], 30, 91, dtype=tf.int32)
+    return tf.map_fn(jpeg_one, (x, jpeg_on, quality), fn_output_signature=tf.float32)
+
+
+def augment_batch(tf, x, erase: float = 0.0, effects: float = 0.0):
     """Training augmentation of a float batch (0-255): what faces look like through real cameras and detectors.
 
     One projective warp per image does mirror, rotation (+-12 degrees), translation (+-8%) and zoom
@@ -98,11 +136,19 @@ def augment_batch(tf, x, erase: float = 0.0):
     contrast = tf.random.uniform([b, 1, 1, 1], 0.75, 1.25)
     brightness = tf.random.uniform([b, 1, 1, 1], -0.15, 0.15) * 255.0
     x = tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 255.0)
-    return random_erase(tf, x, erase)
+    return random_erase(tf, camera_effects(tf, x, effects), erase)
 
 
 def _dataset(
-    tf, split: Split, batch: int, n_classes: int, training: bool, seed: int, augment: bool, erase: float = 0.0
+    tf,
+    split: Split,
+    batch: int,
+    n_classes: int,
+    training: bool,
+    seed: int,
+    augment: bool,
+    erase: float = 0.0,
+    effects: float = 0.0,
 ):
     ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
     if training:
@@ -113,7 +159,7 @@ def _dataset(
     def to_xy(x, y):
         x = tf.cast(x, tf.float32)
         if do_augment:
-            x = augment_batch(tf, x, erase)
+            x = augment_batch(tf, x, erase, effects)
         return x, tf.one_hot(y, n_classes)
 
     return ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -301,7 +347,7 @@ def train(
     ]
     t0 = time.monotonic()
     hist = model.fit(
-        _dataset(tf, tr, r.batch_size, len(spec.labels), True, r.seed, r.augment, r.random_erasing),
+        _dataset(tf, tr, r.batch_size, len(spec.labels), True, r.seed, r.augment, r.random_erasing, r.camera_effects),
         validation_data=_dataset(tf, va, r.batch_size, len(spec.labels), False, r.seed, False),
         epochs=r.epochs,
         class_weight=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
