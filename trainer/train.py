@@ -107,7 +107,8 @@ def augment_batch(tf, x, erase: float = 0.0, effects: float = 0.0):
 
     One projective warp per image does mirror, rotation (+-12 degrees), translation (+-8%) and zoom
     (+-10%): the size by which detector boxes wobble and heads tilt. Then contrast (x0.75-1.25) and
-    brightness (+-15%) of exposure and lighting, and random erasing (occlusion). A single warp op
+    brightness (+-15%) of exposure and lighting, camera effects (blur, noise, JPEG) and random erasing
+    (occlusion). A single warp op
     instead of one per transform is ~3x cheaper, which matters on a 2-core CPU.
     """
     shape = tf.shape(x)
@@ -322,14 +323,21 @@ def train(
     if spec.arch == "resnet" and backbone == "fer-resnet" and backbone_weights is None and spec.class_set != "fer6":
         log.warning("no backbone weights given: the resnet trains from random initialisation (no transfer)")
     model = build_model(spec, backbone, backbone_weights, preprocess.input_shape)
-    head_init = bool(
-        spec.arch == "resnet"
-        and r.head_from_pretrain
-        and backbone == "fer-resnet"
-        and backbone_weights is not None
-        and not (run_dir / "backup").exists()  # a resume restores its own weights
-        and init_head_from_pretrain(model, Path(backbone_weights).parent, spec.labels)
-    )
+    resuming = (run_dir / "backup").exists()
+    if resuming:  # the checkpoint restores the weights; the head's start is what the first sitting recorded
+        head_init = (
+            bool(json.loads((run_dir / "train.json").read_text()).get("head_from_pretrain", False))
+            if (run_dir / "train.json").is_file()
+            else False
+        )
+    else:
+        head_init = bool(
+            spec.arch == "resnet"
+            and r.head_from_pretrain
+            and backbone == "fer-resnet"
+            and backbone_weights is not None
+            and init_head_from_pretrain(model, Path(backbone_weights).parent, spec.labels)
+        )
     steps = int(np.ceil(len(tr.y) / r.batch_size))
     # Linear warm-up (in the budget callback) shields pre-trained backbone weights from the new head's first gradients.
     model.compile(
