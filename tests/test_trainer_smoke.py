@@ -147,7 +147,9 @@ def test_models_table_prints_the_manifest(suite, run, monkeypatch):
         assert (
             f"{e['metrics']['int8']['accuracy']:.4f}" in line and f"{e['metrics']['int8']['macro']['f1']:.4f}" in line
         )
-        assert line.split()[-2] == str(e["training"]["epochs_run"])
+        *_, epochs, minutes, version = line.split()
+        assert epochs == str(e["training"]["epochs_run"]) and version == manifest.entry(name).version
+        assert minutes == f"{e['training']['minutes_total']:.0f}"  # over every sitting of the run
 
 
 def test_fine_tune_starts_from_the_pretrained_head(suite):
