@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import platform
@@ -18,6 +17,7 @@ from edge.core.runtime import runtime_name
 
 from .dataset import DataOptions
 from .metrics import evaluate_probs
+from .train import read_history
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,4 @@ def _previous_history(path: Path) -> list[dict]:
 
 def _history(run_dir: Path | None) -> list[dict]:
     """Per-epoch train/val accuracy and loss from the run's CSVLogger file (for the report's curves)."""
-    path = Path(run_dir) / "history.csv" if run_dir else None
-    if not path or not path.is_file():
-        return []
-    with open(path) as f:
-        return [
-            {k: (round(float(v), 5) if k != "epoch" else int(v)) for k, v in row.items() if v != ""}
-            for row in csv.DictReader(f)
-        ]
+    return [{k: (int(v) if k == "epoch" else round(v, 5)) for k, v in row.items()} for row in read_history(run_dir)]

@@ -219,20 +219,21 @@ def _budget_callback(keras, run_dir: Path, lr: float, warmup_epochs: int, epochs
     return Budget()
 
 
-def _history(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / "history.csv"
-    if not path.is_file():
+def read_history(run_dir: Path | None) -> list[dict[str, float]]:
+    """The run's per-epoch curves (CSVLogger's history.csv, every sitting appended): [] when there is none."""
+    path = Path(run_dir) / "history.csv" if run_dir else None
+    if not path or not path.is_file():
         return []
     import csv
 
     with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
 def _resumable_callbacks(keras, run_dir: Path, patience: int):
     """Checkpoint-best and early stopping that remember earlier invocations of the same run (from history.csv):
     a resumed run neither overwrites a better best.keras nor restarts its patience."""
-    past = _history(run_dir)
+    past = read_history(run_dir)
     best_i = int(np.argmax([r["val_accuracy"] for r in past])) if past else -1
     best = past[best_i]["val_accuracy"] if past else None
 
@@ -390,7 +391,7 @@ def train(
         "val_counts": va.counts(),
         "skipped": {"train": tr.skipped, "val": va.skipped},
         "complete": complete,  # false: stopped by --max-minutes; the same command continues it
-        "epochs_run": len(_history(run_dir)),
+        "epochs_run": len(read_history(run_dir)),
         "epochs_this_run": len(hist.history.get("loss", [])),
         "seconds_this_run": round(seconds, 1),
         "minutes_total": round(json.loads((run_dir / "budget.json").read_text())["seconds"] / 60.0, 1)
