@@ -10,7 +10,7 @@ import pytest
 
 from edge.classify.tflite import TFLiteClassifier
 from edge.core.errors import ModelError
-from edge.core.manifest import Manifest
+from edge.core.manifest import Manifest, sha256_file
 from trainer.specs import SMOKE_PER_CLASS
 
 pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
@@ -209,3 +209,60 @@ def test_camera_effects_degrade_like_a_camera_and_keep_the_face():
     out = camera_effects(tf, tf.constant(edges), 1.0).numpy()
     assert np.abs(np.diff(out, axis=2)).mean() < 0.8 * np.abs(np.diff(edges, axis=2)).mean()
     assert (camera_effects(tf, tf.constant(edges), 0.0).numpy() == edges).all()
+
+
+def test_teachers_targets_mix_labels_with_the_renormalised_ensemble(suite):
+    """Distillation targets: (1 - w) * one-hot + w * mean over teachers of their softmax restricted to the
+    student's labels and renormalised; a teacher that lacks a student label is a one-line UserError."""
+    import keras
+    import tensorflow as tf
+
+    from edge.core.errors import UserError
+    from trainer.train import Teachers
+
+    base, _ = suite
+    teacher_dir = base / "runs" / "multiclass3-resnet"  # happy, sad, surprise
+    teachers = Teachers([teacher_dir, teacher_dir], ("sad", "happy"), 0.7)
+    assert teachers.records[0]["sha256"] == teachers.records[1]["sha256"] and len(teachers.records) == 2
+    x = np.random.default_rng(1).integers(0, 256, size=(6, 100, 100, 3)).astype(np.float32)
+    hard = tf.one_hot([0, 1, 0, 1, 0, 1], 2)
+    got = teachers.targets(tf, tf.constant(x), hard).numpy()
+    labels = json.loads((teacher_dir / "train.json").read_text())["labels"]
+    p = keras.models.load_model(str(teacher_dir / "model.keras")).predict(x, verbose=0)
+    p = p[:, [labels.index("sad"), labels.index("happy")]]
+    expected = 0.3 * hard.numpy() + 0.7 * p / p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(UserError, match="does not know \\['neutral'\\]"):
+        Teachers([teacher_dir], ("happy", "neutral"), 0.7)
+    with pytest.raises(UserError, match="outside"):
+        Teachers([teacher_dir], ("happy", "sad"), 1.5)
+
+
+def test_distilled_run_records_its_teachers_and_resumes_only_with_them(suite, run, fer_root, tmp_path):
+    """`train --teacher RUN_DIR` end to end: the student trains, train.json names the teacher by sha256, the manifest
+    carries it after export; a cut run continued without its teacher is refused in one line (exit 2)."""
+    base, _ = suite
+    teacher = base / "runs" / "multiclass3-resnet"
+    common = ["binary-scratch", fer_root, "--smoke", "--runs", tmp_path / "runs", "--cache", base / "cache"]
+    cut = ("--epochs", "2", "--max-minutes", "0")  # stops after the first of two epochs
+    proc = run("trainer", "train", *common, "--teacher", teacher, "--distill-weight", "0.6", *cut)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "run the same command to continue" in proc.stdout
+    info = json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())
+    assert info["recipe"]["distill_weight"] == 0.6 and info["complete"] is False
+    assert info["teachers"][0]["sha256"] == sha256_file(teacher / "model.keras")
+    assert info["teachers"][0]["labels"] == ["happy", "sad", "surprise"]
+
+    proc = run("trainer", "train", *common, "--distill-weight", "0.6", "--epochs", "2")  # teacher forgotten
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "was started with" in proc.stderr and "--teacher" in proc.stderr
+
+    proc = run("trainer", "train", *common, "--teacher", teacher, "--distill-weight", "0.6", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())
+    assert info["complete"] is True and info["epochs_run"] == 2 and len(info["teachers"]) == 1
+
+    proc = run("trainer", "train", *common, "--teacher", tmp_path, "--epochs", "1")
+    assert proc.returncode == 2 and "has no model.keras" in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())["complete"] is True  # intact

@@ -70,6 +70,17 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     train.add_argument("--width", type=int, help="channels of the first stage (later stages double it)")
     train.add_argument("--seed", type=int, help="random seed")
     train.add_argument(
+        "--teacher",
+        type=Path,
+        action="append",
+        metavar="RUN_DIR",
+        help="distil from this trained run (model.keras + train.json; repeat for an ensemble): the targets mix the "
+        "labels with the teachers' probabilities on the same augmented faces",
+    )
+    train.add_argument(
+        "--distill-weight", type=float, help="weight of the teachers' probabilities in the targets (default 0.7)"
+    )
+    train.add_argument(
         "--backbone",
         default="fer-resnet",
         choices=("fer-resnet", "resnet50"),
@@ -215,7 +226,9 @@ def _spec_with(args, spec):
 
     spec = smoke(spec) if args.smoke else spec
     over = {
-        k: getattr(args, k) for k in ("epochs", "max_minutes", "width", "seed") if getattr(args, k, None) is not None
+        k: getattr(args, k)
+        for k in ("epochs", "max_minutes", "width", "seed", "distill_weight")
+        if getattr(args, k, None) is not None
     }
     return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec
 
@@ -262,7 +275,15 @@ def _train_one(args, spec, backbone_weights) -> dict:
     from edge.core.preprocess import PreprocessSpec
     from trainer.train import train
 
-    return train(spec, _data(args), args.runs / spec.name, PreprocessSpec(), args.backbone, backbone_weights)
+    return train(
+        spec,
+        _data(args),
+        args.runs / spec.name,
+        PreprocessSpec(),
+        args.backbone,
+        backbone_weights,
+        teachers=getattr(args, "teacher", None),
+    )
 
 
 def cmd_pretrain(args) -> int:

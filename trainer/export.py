@@ -134,6 +134,7 @@ def export(
                 "complete",
                 "minutes_total",
                 "head_from_pretrain",
+                "teachers",
                 "seconds_this_run",
                 "best_val_accuracy",
                 "val_loss",

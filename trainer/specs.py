@@ -38,6 +38,8 @@ class Recipe:
     # resnet fine-tunes: start the classifier from the pre-trained six-class head's rows for this spec's classes
     # (its softmax restricted to them), not from random weights, so fine-tuning starts where pre-training ended.
     head_from_pretrain: bool = False
+    # with --teacher: training targets = (1 - w) * labels + w * the teachers' mean probabilities (distillation)
+    distill_weight: float = 0.7
     class_weighting: bool = True
     seed: int = 1234
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.core.manifest import sha256_file
 from edge.core.preprocess import PreprocessSpec
 
 from .dataset import DataOptions, Split
@@ -150,20 +151,76 @@ def _dataset(
     augment: bool,
     erase: float = 0.0,
     effects: float = 0.0,
+    weights: dict[int, float] | None = None,
+    teachers: Teachers | None = None,
 ):
+    """Batches of (float faces, targets[, per-face class weights]). With `teachers` the targets of training
+    batches are the labels mixed with the teachers' probabilities on the same augmented faces (distillation)."""
     ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
     if training:
         ds = ds.shuffle(len(split.y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch)
     do_augment = training and augment
+    table = tf.constant([weights[i] for i in range(n_classes)], tf.float32) if weights else None
 
     def to_xy(x, y):
         x = tf.cast(x, tf.float32)
         if do_augment:
             x = augment_batch(tf, x, erase, effects)
-        return x, tf.one_hot(y, n_classes)
+        target = tf.one_hot(y, n_classes)
+        if teachers is not None and training:
+            target = teachers.targets(tf, x, target)
+        if table is None:
+            return x, target
+        return x, target, tf.gather(table, y)
 
     return ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class Teachers:
+    """Trained models whose averaged probabilities become soft targets for a student (knowledge distillation).
+
+    Each teacher is a run folder (model.keras + train.json, e.g. RUNS/<spec> or a committed copy) whose labels
+    include the student's; its softmax restricted to the student's labels and renormalised is its vote, and the
+    votes are averaged (an ensemble). The teachers see the student's augmented faces, so the soft targets follow
+    every warp, blur and occlusion the student is shown.
+    """
+
+    def __init__(self, dirs: list[Path], labels: tuple[str, ...], weight: float):
+        import keras
+
+        if not 0.0 < weight <= 1.0:
+            raise UserError(f"distillation weight {weight} is outside (0, 1]; fix: pass --distill-weight 0.5 to 1")
+        self.weight = weight
+        self.records: list[dict] = []
+        self._models, self._rows = [], []
+        for d in dirs:
+            d = Path(d)
+            model_path, info_path = d / "model.keras", d / "train.json"
+            if not model_path.is_file() or not info_path.is_file():
+                raise UserError(
+                    f"teacher {d} has no model.keras and train.json; fix: pass a finished run folder "
+                    "(RUNS/<spec>) or a committed teacher (trainer/teachers/<name>)"
+                )
+            teacher_labels = [str(c) for c in json.loads(info_path.read_text())["labels"]]
+            missing = [c for c in labels if c not in teacher_labels]
+            if missing:
+                raise UserError(
+                    f"teacher {d} does not know {missing} (its labels: {teacher_labels}); "
+                    "fix: use a teacher trained on these classes"
+                )
+            self._models.append(keras.models.load_model(str(model_path)))
+            self._rows.append([teacher_labels.index(c) for c in labels])
+            self.records.append({"path": str(d), "labels": teacher_labels, "sha256": sha256_file(model_path)})
+
+    def targets(self, tf, x, hard):
+        """(1 - weight) * hard labels + weight * the teachers' mean renormalised probabilities."""
+        votes = []
+        for model, rows in zip(self._models, self._rows, strict=True):
+            p = tf.gather(model(x, training=False), rows, axis=1)
+            votes.append(p / tf.maximum(tf.reduce_sum(p, axis=1, keepdims=True), 1e-7))
+        soft = tf.add_n(votes) / float(len(votes))
+        return (1.0 - self.weight) * hard + self.weight * soft
 
 
 def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -299,15 +356,23 @@ def train(
     backbone: str = "fer-resnet",
     backbone_weights: Path | None = None,
     verbose: int | None = None,
+    teachers: list[Path] | None = None,
 ) -> dict:
-    """Train (or resume) `spec`; writes model.keras, history.csv, train.json and, for pre-training, the backbone."""
+    """Train (or resume) `spec`; writes model.keras, history.csv, train.json and, for pre-training, the backbone.
+    With `teachers` (run folders) the training targets mix the labels with the teachers' probabilities."""
     import keras
     import tensorflow as tf
 
     r = spec.recipe
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "backup").exists():  # a fresh run, not a resume: drop the old curves and checkpoint
+    # checked before anything in run_dir changes: a wrong --teacher must not cost a finished run its records
+    distill = Teachers(teachers, spec.labels, r.distill_weight) if teachers else None
+    resuming = (run_dir / "backup").exists()
+    first = json.loads((run_dir / "train.json").read_text()) if resuming and (run_dir / "train.json").is_file() else {}
+    if resuming:
+        _check_same_teachers(first, distill, run_dir)
+    else:  # a fresh run, not a resume: drop the old curves and checkpoint
         for stale in ("history.csv", "best.keras", "train.json", "budget.json"):
             (run_dir / stale).unlink(missing_ok=True)
     keras.utils.set_random_seed(r.seed)
@@ -324,13 +389,8 @@ def train(
     if spec.arch == "resnet" and backbone == "fer-resnet" and backbone_weights is None and spec.class_set != "fer6":
         log.warning("no backbone weights given: the resnet trains from random initialisation (no transfer)")
     model = build_model(spec, backbone, backbone_weights, preprocess.input_shape)
-    resuming = (run_dir / "backup").exists()
     if resuming:  # the checkpoint restores the weights; the head's start is what the first sitting recorded
-        head_init = (
-            bool(json.loads((run_dir / "train.json").read_text()).get("head_from_pretrain", False))
-            if (run_dir / "train.json").is_file()
-            else False
-        )
+        head_init = bool(first.get("head_from_pretrain", False))
     else:
         head_init = bool(
             spec.arch == "resnet"
@@ -356,10 +416,22 @@ def train(
     ]
     t0 = time.monotonic()
     hist = model.fit(
-        _dataset(tf, tr, r.batch_size, len(spec.labels), True, r.seed, r.augment, r.random_erasing, r.camera_effects),
+        _dataset(
+            tf,
+            tr,
+            r.batch_size,
+            len(spec.labels),
+            True,
+            r.seed,
+            r.augment,
+            r.random_erasing,
+            r.camera_effects,
+            # per-face weights from the hard label (Keras's class_weight would read them off soft targets)
+            weights=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
+            teachers=distill,
+        ),
         validation_data=_dataset(tf, va, r.batch_size, len(spec.labels), False, r.seed, False),
         epochs=r.epochs,
-        class_weight=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
         callbacks=callbacks,
         verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
     )
@@ -385,6 +457,7 @@ def train(
         "backbone": backbone if spec.arch == "resnet" else None,
         "backbone_weights": str(backbone_weights) if backbone_weights else None,
         "head_from_pretrain": head_init,
+        "teachers": distill.records if distill else [],
         "params": int(model.count_params()),
         "preprocess": preprocess.to_dict(),
         "train_counts": tr.counts(),
@@ -409,6 +482,18 @@ def train(
     (run_dir / "train.json").write_text(json.dumps(info, indent=2) + "\n")
     log.info("%s: val accuracy %.4f after %d epochs (%.0f s)", spec.name, val_acc, info["epochs_run"], seconds)
     return info
+
+
+def _check_same_teachers(first: dict, distill: Teachers | None, run_dir: Path) -> None:
+    """A run continues with the teachers it started with (their model files' sha256), or not at all."""
+    before = [t["sha256"] for t in first.get("teachers", [])]
+    now = [t["sha256"] for t in distill.records] if distill else []
+    if before != now:
+        started = ", ".join(t["path"] for t in first["teachers"]) if before else "no teacher"
+        raise UserError(
+            f"{run_dir} was started with {started}; fix: continue it with the same --teacher folders, "
+            f"or delete {run_dir / 'backup'} to start over"
+        )
 
 
 def _shown(path: Path) -> str:
