@@ -209,7 +209,7 @@ class Teachers:
                     f"teacher {d} does not know {missing} (its labels: {teacher_labels}); "
                     "fix: use a teacher trained on these classes"
                 )
-            self._models.append(keras.models.load_model(str(model_path)))
+            self._models.append(keras.models.load_model(str(model_path), compile=False))
             self._rows.append([teacher_labels.index(c) for c in labels])
             self.records.append({"path": str(d), "labels": teacher_labels, "sha256": sha256_file(model_path)})
 
