@@ -240,8 +240,8 @@ def test_teachers_targets_mix_labels_with_the_renormalised_ensemble(suite):
 
 
 def test_distilled_run_records_its_teachers_and_resumes_only_with_them(suite, run, fer_root, tmp_path):
-    """`train --teacher RUN_DIR` end to end: the student trains, train.json names the teacher by sha256, the manifest
-    carries it after export; a cut run continued without its teacher is refused in one line (exit 2)."""
+    """`train --teacher RUN_DIR` end to end: the student trains, train.json names the teacher by sha256; a cut run
+    continued without its teacher is refused in one line (exit 2)."""
     base, _ = suite
     teacher = base / "runs" / "multiclass3-resnet"
     common = ["binary-scratch", fer_root, "--smoke", "--runs", tmp_path / "runs", "--cache", base / "cache"]
