@@ -95,16 +95,20 @@ def test_raw_photo_parity_with_device_path(tmp_path, astronaut):
         assert np.array_equal(x, preprocess_face(frame, box, spec))
 
 
-def test_tf_data_pipeline_keeps_bytes(fer_root, tmp_path):
-    """The evaluation tf.data path feeds the model exactly the preprocessed bytes (as floats)."""
-    tf = pytest.importorskip("tensorflow")
+def test_batches_keep_bytes(fer_root, tmp_path):
+    """Evaluation batches feed the model exactly the preprocessed bytes (as floats), in order, through the
+    backend's input pipeline as well."""
+    keras = pytest.importorskip("keras")
     from trainer.dataset import load_split
-    from trainer.train import _dataset
+    from trainer.train import FaceBatches, batches
 
     split = load_split(fer_root, "val", ("happy", "sad"), PreprocessSpec(), per_class_limit=5, cache_dir=tmp_path)
-    xb, yb = next(iter(_dataset(tf, split, 64, 2, training=False, seed=0, augment=False)))
-    assert np.array_equal(xb.numpy(), split.x.astype(np.float32))
-    assert np.array_equal(yb.numpy().argmax(1), split.y)
+    faces = FaceBatches(split, 64, 2, training=False, seed=0, augment=False)
+    xb, yb = faces.get(0, 0)
+    assert np.array_equal(xb, split.x.astype(np.float32))
+    assert np.array_equal(yb.argmax(1), split.y)
+    fed = list(batches(keras, faces))
+    assert len(fed) == 1 and np.array_equal(np.asarray(fed[0][0]), xb) and np.array_equal(np.asarray(fed[0][1]), yb)
 
 
 # --- golden bytes: a fixed input must give these exact model inputs, on each path separately --------------------

@@ -25,13 +25,12 @@ def test_there_is_a_teacher_and_the_readme_lists_each():
     readme = (TEACHERS / "README.md").read_text()
     for folder in FOLDERS:
         info = json.loads((folder / "train.json").read_text())
-        assert f"`{folder.name}`" in readme and info["command"].split("emotion-trainer ", 1)[1] in readme
+        assert f"`{folder.name}`" in readme and info["command"].split(" ", 1)[1] in readme  # args, however invoked
         assert str(info["best_val_accuracy"]) in readme and str(info["minutes_total"]) in readme
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
 def test_records_agree_and_the_teacher_knows_faces(folder, fer_root):
-    import tensorflow as tf
 
     from trainer.dataset import load_split
     from trainer.train import Teachers
@@ -47,8 +46,8 @@ def test_records_agree_and_the_teacher_knows_faces(folder, fer_root):
             continue
         teachers = Teachers([folder], labels, 1.0)  # weight 1: the targets are the teacher's renormalised votes
         val = load_split(fer_root, "val", labels, PreprocessSpec(), per_class_limit=40)
-        hard = tf.one_hot(val.y, len(labels))
-        soft = teachers.targets(tf, tf.constant(val.x.astype(np.float32)), hard).numpy()
+        hard = np.eye(len(labels), dtype=np.float32)[val.y]
+        soft = teachers.targets(val.x.astype(np.float32), hard)
         np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-5)
         acc = float((soft.argmax(1) == val.y).mean())
         assert acc > 0.6 + 0.1 * (4 - len(labels)), (labels, acc)  # chance: 1 / len(labels)

@@ -138,8 +138,10 @@ def export(
                 "seconds_this_run",
                 "best_val_accuracy",
                 "val_loss",
+                "backend",
                 "device",
                 "tensorflow",
+                "jax",
             )
             if k in info
         },

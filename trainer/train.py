@@ -7,6 +7,7 @@ import logging
 import platform
 import shutil
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from edge.core.errors import UserError
 from edge.core.manifest import sha256_file
 from edge.core.preprocess import PreprocessSpec
 
+from .augment import augment_batch
 from .dataset import DataOptions, Split
 from .specs import ModelSpec
 
@@ -35,146 +37,88 @@ def class_weights(y: np.ndarray, n: int) -> dict[int, float]:
     return {i: float(len(y) / (n * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
-def random_erase(tf, x, p: float):
-    """Blank one rectangle (2-25% of the face, aspect 0.3-3.3) per image with probability `p`.
+class FaceBatches:
+    """Batch `i` of epoch `e`: (float faces, targets[, per-face class weights]), a pure function of (i, e).
 
-    Random erasing (Zhong et al. 2017) makes a classifier use the whole face instead of one cue, the
-    way hands, glasses and hair occlude faces in real cameras. Vectorised over the batch; the fill is
-    one random grey level per image so grey faces stay grey in every channel.
+    Training batches are reshuffled every epoch and augmented (trainer/augment.py) with a generator seeded by
+    (seed, epoch, batch), so a batch does not depend on which thread makes it, or when. With `teachers` the
+    targets of training batches are the labels mixed with the teachers' probabilities on the same augmented
+    faces (distillation).
     """
-    if p <= 0.0:
-        return x
-    shape = tf.shape(x)
-    b, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    area = tf.random.uniform([b], 0.02, 0.25) * h * w
-    aspect = tf.exp(tf.random.uniform([b], np.log(0.3), np.log(3.3)))
-    eh = tf.minimum(tf.sqrt(area * aspect), h)
-    ew = tf.minimum(tf.sqrt(area / aspect), w)
-    y0 = tf.random.uniform([b]) * (h - eh)
-    x0 = tf.random.uniform([b]) * (w - ew)
-    yy = tf.range(h)[None, :, None]
-    xx = tf.range(w)[None, None, :]
-    inside = (
-        (yy >= y0[:, None, None])
-        & (yy < (y0 + eh)[:, None, None])
-        & (xx >= x0[:, None, None])
-        & (xx < (x0 + ew)[:, None, None])
-        & (tf.random.uniform([b]) < p)[:, None, None]
-    )
-    fill = tf.random.uniform([b, 1, 1, 1], 0.0, 255.0)
-    return tf.where(inside[..., None], fill, x)
+
+    def __init__(
+        self,
+        split: Split,
+        batch: int,
+        n_classes: int,
+        training: bool,
+        seed: int,
+        augment: bool,
+        erase: float = 0.0,
+        effects: float = 0.0,
+        weights: dict[int, float] | None = None,
+        teachers: Teachers | None = None,
+    ):
+        self.split, self.batch, self.n_classes, self.training, self.seed = split, batch, n_classes, training, seed
+        self.augment, self.erase, self.effects, self.teachers = training and augment, erase, effects, teachers
+        self.table = np.array([weights[i] for i in range(n_classes)], np.float32) if weights else None
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.split.y) / self.batch))
+
+    def get(self, i: int, epoch: int) -> tuple[np.ndarray, ...]:
+        n = len(self.split.y)
+        order = np.random.default_rng((self.seed, epoch)).permutation(n) if self.training else np.arange(n)
+        idx = order[i * self.batch : (i + 1) * self.batch]
+        x, y = self.split.x[idx].astype(np.float32), self.split.y[idx]
+        if self.augment:
+            x = augment_batch(x, np.random.default_rng((self.seed, epoch, i)), self.erase, self.effects)
+        target = np.eye(self.n_classes, dtype=np.float32)[y]
+        if self.teachers is not None and self.training:
+            target = self.teachers.targets(x, target)
+        return (x, target) if self.table is None else (x, target, self.table[y])
 
 
-def camera_effects(tf, x, p: float):
-    """What cheap cameras do to a face, each with probability `p` per image: Gaussian blur (sigma 0.5-1.5 px of
-    the 100-px input: focus, motion), sensor noise (sigma 2-10 grey levels) and JPEG re-compression (quality 30-90,
-    as streams and snapshots arrive). FER2013 faces are clean web crops; device crops are not."""
-    if p <= 0.0:
-        return x
-    b = tf.shape(x)[0]
-    # blur: a separable 5-tap Gaussian per image, sigma drawn per image, applied through a depthwise conv
-    sigma = tf.random.uniform([b, 1], 0.5, 1.5)
-    taps = tf.exp(-tf.square(tf.range(-2.0, 3.0)[None, :]) / (2.0 * tf.square(sigma)))
-    taps = taps / tf.reduce_sum(taps, axis=1, keepdims=True)
-    blur_on = tf.cast(tf.random.uniform([b, 1]) < p, tf.float32)
-    identity = tf.constant([[0.0, 0.0, 1.0, 0.0, 0.0]])
-    taps = blur_on * taps + (1.0 - blur_on) * identity  # (b, 5)
+def batches(keras, faces: FaceBatches, workers: int = 1):
+    """`faces` as Keras's backend reads input best: a tf.data pipeline under TensorFlow (Keras's PyDataset
+    adapter there made CPU training steps ~2x slower), a PyDataset of worker threads under JAX or torch."""
+    if keras.backend.backend() == "tensorflow":
+        import itertools
 
-    def blur_one(args):  # reflect-padded so the border does not darken
-        img, k = args
-        channels = tf.shape(img)[-1]
-        img = tf.pad(img[None], [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT")
-        img = tf.nn.depthwise_conv2d(img, tf.tile(k[:, None, None, None], [1, 1, channels, 1]), [1] * 4, "VALID")
-        return tf.nn.depthwise_conv2d(img, tf.tile(k[None, :, None, None], [1, 1, channels, 1]), [1] * 4, "VALID")[0]
+        import tensorflow as tf
 
-    x = tf.map_fn(blur_one, (x, taps), fn_output_signature=tf.float32)
-    noise_on = tf.cast(tf.random.uniform([b, 1, 1, 1]) < p, tf.float32)
-    level = tf.random.uniform([b, 1, 1, 1], 2.0, 10.0)
-    grey = tf.random.normal(tf.shape(x)[:3])[..., None]  # one noise field for all channels: grey stays grey
-    x = tf.clip_by_value(x + noise_on * level * grey, 0.0, 255.0)
+        calls, n = itertools.count(), len(faces)
 
-    def jpeg_one(args):
-        img, on, quality = args
-        redone = tf.image.adjust_jpeg_quality(tf.cast(tf.round(img), tf.uint8), quality)
-        return tf.cond(on, lambda: tf.cast(redone, tf.float32), lambda: img)
+        def get(i):  # an epoch's n batches are all asked for before the next epoch's iterator exists
+            return faces.get(int(i), next(calls) // n)
 
-    jpeg_on = tf.random.uniform([b]) < p
-    quality = tf.random.uniform([b], 30, 91, dtype=tf.int32)
-    return tf.map_fn(jpeg_one, (x, jpeg_on, quality), fn_output_signature=tf.float32)
+        weighted = faces.table is not None
+        shapes = [(None, *faces.split.x.shape[1:]), (None, faces.n_classes)] + ([(None,)] if weighted else [])
 
+        def typed(*tensors):
+            return tuple(tf.ensure_shape(t, s) for t, s in zip(tensors, shapes, strict=True))
 
-def augment_batch(tf, x, erase: float = 0.0, effects: float = 0.0):
-    """Training augmentation of a float batch (0-255): what faces look like through real cameras and detectors.
+        out = [tf.float32] * len(shapes)
+        ds = tf.data.Dataset.range(n).map(
+            lambda i: typed(*tf.numpy_function(get, [i], out)), num_parallel_calls=workers, deterministic=True
+        )
+        return ds.prefetch(2)
 
-    One projective warp per image does mirror, rotation (+-12 degrees), translation (+-8%) and zoom
-    (+-10%): the size by which detector boxes wobble and heads tilt. Then contrast (x0.75-1.25) and
-    brightness (+-15%) of exposure and lighting, camera effects (blur, noise, JPEG) and random erasing
-    (occlusion). A single warp op
-    instead of one per transform is ~3x cheaper, which matters on a 2-core CPU.
-    """
-    shape = tf.shape(x)
-    b, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    flip = tf.where(tf.random.uniform([b]) < 0.5, -1.0, 1.0)
-    theta = tf.random.uniform([b], -0.21, 0.21)
-    scale = tf.random.uniform([b], 0.9, 1.1)  # output->input: >1 shows more of the frame (zoom out)
-    tx = tf.random.uniform([b], -0.08, 0.08) * w
-    ty = tf.random.uniform([b], -0.08, 0.08) * h
-    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
-    a00, a01 = scale * tf.cos(theta) * flip, -scale * tf.sin(theta)
-    a10, a11 = scale * tf.sin(theta) * flip, scale * tf.cos(theta)
-    zeros = tf.zeros([b])
-    transforms = tf.stack(
-        [a00, a01, cx + tx - a00 * cx - a01 * cy, a10, a11, cy + ty - a10 * cx - a11 * cy, zeros, zeros], axis=1
-    )
-    x = tf.raw_ops.ImageProjectiveTransformV3(
-        images=x,
-        transforms=transforms,
-        output_shape=shape[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="REFLECT",
-    )
-    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    contrast = tf.random.uniform([b, 1, 1, 1], 0.75, 1.25)
-    brightness = tf.random.uniform([b, 1, 1, 1], -0.15, 0.15) * 255.0
-    x = tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 255.0)
-    return random_erase(tf, camera_effects(tf, x, effects), erase)
+    class Faces(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max(10, 2 * workers))
+            self.epoch = 0
 
+        def __len__(self) -> int:
+            return len(faces)
 
-def _dataset(
-    tf,
-    split: Split,
-    batch: int,
-    n_classes: int,
-    training: bool,
-    seed: int,
-    augment: bool,
-    erase: float = 0.0,
-    effects: float = 0.0,
-    weights: dict[int, float] | None = None,
-    teachers: Teachers | None = None,
-):
-    """Batches of (float faces, targets[, per-face class weights]). With `teachers` the targets of training
-    batches are the labels mixed with the teachers' probabilities on the same augmented faces (distillation)."""
-    ds = tf.data.Dataset.from_tensor_slices((split.x, split.y))
-    if training:
-        ds = ds.shuffle(len(split.y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch)
-    do_augment = training and augment
-    table = tf.constant([weights[i] for i in range(n_classes)], tf.float32) if weights else None
+        def __getitem__(self, i: int):
+            return faces.get(i, self.epoch)
 
-    def to_xy(x, y):
-        x = tf.cast(x, tf.float32)
-        if do_augment:
-            x = augment_batch(tf, x, erase, effects)
-        target = tf.one_hot(y, n_classes)
-        if teachers is not None and training:
-            target = teachers.targets(tf, x, target)
-        if table is None:
-            return x, target
-        return x, target, tf.gather(table, y)
+        def on_epoch_end(self):
+            self.epoch += 1
 
-    return ds.map(to_xy, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return Faces()
 
 
 class Teachers:
@@ -192,6 +136,7 @@ class Teachers:
         if not 0.0 < weight <= 1.0:
             raise UserError(f"distillation weight {weight} is outside (0, 1]; fix: pass --distill-weight 0.5 to 1")
         self.weight = weight
+        self._lock = threading.Lock()  # batches are made by worker threads
         self.records: list[dict] = []
         self._models, self._rows = [], []
         for d in dirs:
@@ -209,18 +154,20 @@ class Teachers:
                     f"teacher {d} does not know {missing} (its labels: {teacher_labels}); "
                     "fix: use a teacher trained on these classes"
                 )
-            self._models.append(keras.models.load_model(str(model_path), compile=False))
+            model = keras.models.load_model(str(model_path), compile=False)
+            model.predict_on_batch(np.zeros((1, *model.input_shape[1:]), np.float32))  # built here, not in a worker
+            self._models.append(model)
             self._rows.append([teacher_labels.index(c) for c in labels])
             self.records.append({"path": str(d), "labels": teacher_labels, "sha256": sha256_file(model_path)})
 
-    def targets(self, tf, x, hard):
+    def targets(self, x: np.ndarray, hard: np.ndarray) -> np.ndarray:
         """(1 - weight) * hard labels + weight * the teachers' mean renormalised probabilities."""
         votes = []
         for model, rows in zip(self._models, self._rows, strict=True):
-            p = tf.gather(model(x, training=False), rows, axis=1)
-            votes.append(p / tf.maximum(tf.reduce_sum(p, axis=1, keepdims=True), 1e-7))
-        soft = tf.add_n(votes) / float(len(votes))
-        return (1.0 - self.weight) * hard + self.weight * soft
+            with self._lock:  # one call at a time: JAX's predict function hands its state buffers on
+                p = np.asarray(model.predict_on_batch(x), np.float32)[:, rows]
+            votes.append(p / np.maximum(p.sum(axis=1, keepdims=True), 1e-7))
+        return (1.0 - self.weight) * hard + self.weight * (sum(votes) / float(len(votes)))
 
 
 def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int) -> float:
@@ -287,23 +234,29 @@ def read_history(run_dir: Path | None) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
-def _resumable_callbacks(keras, run_dir: Path, patience: int):
+def _resumable_callbacks(keras, run_dir: Path, patience: int, epochs: int):
     """Checkpoint-best and early stopping that remember earlier invocations of the same run (from history.csv):
-    a resumed run neither overwrites a better best.keras nor restarts its patience."""
+    a resumed run neither overwrites a better best.keras nor restarts its patience.
+
+    Early stopping watches only the second half of the schedule: while the learning rate is still high, val
+    accuracy wanders by several points from epoch to epoch (runs of 50 epochs stopped at epoch 9 and 14 of their
+    warm, high-rate phase), and the checkpoint keeps the best epoch anyway."""
     past = read_history(run_dir)
-    best_i = int(np.argmax([r["val_accuracy"] for r in past])) if past else -1
-    best = past[best_i]["val_accuracy"] if past else None
+    best = max(r["val_accuracy"] for r in past) if past else None
+    start = epochs // 2
+    watched = [r["val_accuracy"] for r in past[start:]]  # what early stopping has seen so far
 
     class Stop(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            if best is not None:
-                self.best, self.wait = best, len(past) - 1 - best_i
+            if watched:
+                self.best, self.wait = max(watched), len(watched) - 1 - int(np.argmax(watched))
 
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(run_dir / "best.keras"), monitor="val_accuracy", save_best_only=True, initial_value_threshold=best
     )
-    return checkpoint, Stop(monitor="val_accuracy", patience=patience, restore_best_weights=True)
+    stop = Stop(monitor="val_accuracy", patience=patience, restore_best_weights=True, start_from_epoch=start)
+    return checkpoint, stop
 
 
 def build_model(spec: ModelSpec, backbone: str, backbone_weights: Path | None, input_shape):
@@ -361,7 +314,6 @@ def train(
     """Train (or resume) `spec`; writes model.keras, history.csv, train.json and, for pre-training, the backbone.
     With `teachers` (run folders) the training targets mix the labels with the teachers' probabilities."""
     import keras
-    import tensorflow as tf
 
     r = spec.recipe
     run_dir = Path(run_dir)
@@ -372,16 +324,13 @@ def train(
     first = json.loads((run_dir / "train.json").read_text()) if resuming and (run_dir / "train.json").is_file() else {}
     if resuming:
         _check_same_teachers(first, distill, run_dir)
+        _check_backup(run_dir / "backup")
     else:  # a fresh run, not a resume: drop the old curves and checkpoint
         for stale in ("history.csv", "best.keras", "train.json", "budget.json"):
             (run_dir / stale).unlink(missing_ok=True)
     keras.utils.set_random_seed(r.seed)
-    gpus = tf.config.list_physical_devices("GPU")
-    log.info(
-        "training %s on %s",
-        spec.name,
-        f"GPU {gpus[0].name}" if gpus else f"CPU ({platform.processor() or platform.machine()})",
-    )
+    backend = accelerator(keras)
+    log.info("training %s with Keras %s on %s", spec.name, backend["backend"], backend["device"])
     data = replace(data, per_class_limit=r.per_class_limit)  # the recipe's limit (smoke runs), recorded with it
     tr = data.load("train", spec.labels, preprocess)
     va = data.load("val", spec.labels, preprocess)
@@ -399,6 +348,9 @@ def train(
             and backbone_weights is not None
             and init_head_from_pretrain(model, Path(backbone_weights).parent, spec.labels)
         )
+    if not resuming:  # what a resume must agree with, on disk before the first checkpoint (a kill can come next)
+        start = {"teachers": distill.records if distill else [], "head_from_pretrain": head_init}
+        _write_info(run_dir, _started(spec, backbone, backbone_weights, preprocess, data) | start)
     steps = int(np.ceil(len(tr.y) / r.batch_size))
     # Linear warm-up (in the budget callback) shields pre-trained backbone weights from the new head's first gradients.
     model.compile(
@@ -409,28 +361,32 @@ def train(
     budget = _budget_callback(keras, run_dir, r.learning_rate, r.warmup_epochs, r.epochs, steps, r.max_minutes)
     callbacks = [
         # resume after an interruption or a time limit; deleted below only when the run is complete
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
-        *_resumable_callbacks(keras, run_dir, r.patience),
+        # double_checkpoint: the previous epoch's checkpoint is kept and used if the latest was cut mid-write
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False, double_checkpoint=True),
+        *_resumable_callbacks(keras, run_dir, r.patience, r.epochs),
         budget,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
     t0 = time.monotonic()
     hist = model.fit(
-        _dataset(
-            tf,
-            tr,
-            r.batch_size,
-            len(spec.labels),
-            True,
-            r.seed,
-            r.augment,
-            r.random_erasing,
-            r.camera_effects,
-            # per-face weights from the hard label (Keras's class_weight would read them off soft targets)
-            weights=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
-            teachers=distill,
+        batches(
+            keras,
+            FaceBatches(
+                tr,
+                r.batch_size,
+                len(spec.labels),
+                True,
+                r.seed,
+                r.augment,
+                r.random_erasing,
+                r.camera_effects,
+                # per-face weights from the hard label (Keras's class_weight would read them off soft targets)
+                weights=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
+                teachers=distill,
+            ),
+            workers=_workers(),
         ),
-        validation_data=_dataset(tf, va, r.batch_size, len(spec.labels), False, r.seed, False),
+        validation_data=batches(keras, FaceBatches(va, r.batch_size, len(spec.labels), False, r.seed, False)),
         epochs=r.epochs,
         callbacks=callbacks,
         verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
@@ -447,19 +403,12 @@ def train(
         backbone_model.save_weights(str(run_dir / BACKBONE_FILE))
         save_head(model, run_dir, spec.labels)
     val_loss, val_acc = model.evaluate(
-        _dataset(tf, va, r.batch_size, len(spec.labels), False, r.seed, False), verbose=0
+        batches(keras, FaceBatches(va, r.batch_size, len(spec.labels), False, r.seed, False)), verbose=0
     )
-    info = {
-        "spec": spec.name,
-        "labels": list(spec.labels),
-        "arch": spec.arch,
-        "recipe": r.to_dict(),
-        "backbone": backbone if spec.arch == "resnet" else None,
-        "backbone_weights": str(backbone_weights) if backbone_weights else None,
+    info = _started(spec, backbone, backbone_weights, preprocess, data) | {
         "head_from_pretrain": head_init,
         "teachers": distill.records if distill else [],
         "params": int(model.count_params()),
-        "preprocess": preprocess.to_dict(),
         "train_counts": tr.counts(),
         "val_counts": va.counts(),
         "skipped": {"train": tr.skipped, "val": va.skipped},
@@ -472,20 +421,88 @@ def train(
         else None,
         "best_val_accuracy": round(float(val_acc), 4),
         "val_loss": round(float(val_loss), 4),
-        "data": str(Path(data.root).resolve()),
-        "faces": data.faces,
-        "command": " ".join(sys.argv),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "tensorflow": tf.__version__,
-        "device": "GPU" if gpus else "CPU",
+        **backend,
     }
-    (run_dir / "train.json").write_text(json.dumps(info, indent=2) + "\n")
+    _write_info(run_dir, info)
     log.info("%s: val accuracy %.4f after %d epochs (%.0f s)", spec.name, val_acc, info["epochs_run"], seconds)
     return info
 
 
+def _started(spec: ModelSpec, backbone: str, backbone_weights: Path | None, preprocess: PreprocessSpec, data) -> dict:
+    """The part of train.json known before the first epoch; 'complete' stays false until a sitting ends."""
+    return {
+        "spec": spec.name,
+        "labels": list(spec.labels),
+        "arch": spec.arch,
+        "recipe": spec.recipe.to_dict(),
+        "backbone": backbone if spec.arch == "resnet" else None,
+        "backbone_weights": str(backbone_weights) if backbone_weights else None,
+        "preprocess": preprocess.to_dict(),
+        "complete": False,
+        "data": str(Path(data.root).resolve()),
+        "faces": data.faces,
+        "command": " ".join(["emotion-trainer", *sys.argv[1:]]),  # the same for `python -m trainer`
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _write_info(run_dir: Path, info: dict) -> None:
+    tmp = run_dir / "train.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(run_dir / "train.json")
+
+
+def accelerator(keras) -> dict[str, str]:
+    """Which Keras backend trains and on what: recorded in train.json ('backend', its version, 'device')."""
+    name = keras.backend.backend()
+    cpu = f"CPU ({platform.processor() or platform.machine()})"
+    if name == "jax":
+        import jax
+
+        d = jax.devices()[0]
+        device = cpu if d.platform == "cpu" else f"GPU {d.device_kind}"
+        return {"backend": name, name: jax.__version__, "device": device}
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return {"backend": name, name: tf.__version__, "device": f"GPU {gpus[0].name}" if gpus else cpu}
+    return {"backend": name, "device": cpu}
+
+
+def _workers() -> int:
+    """Threads that augment training batches (OpenCV releases the GIL): one per core, at most 12."""
+    import os
+
+    return max(1, min(12, len(os.sched_getaffinity(0))))
+
+
+def _check_backup(backup: Path) -> None:
+    """A checkpoint cut while being written (power cut, kill -9) is a one-line error, not a traceback from
+    inside Keras; with an earlier epoch's copy (`*.bkp`) beside it, Keras resumes from that one instead."""
+    import h5py
+
+    latest = backup / "latest.weights.h5"
+
+    def readable(path: Path) -> bool:
+        try:
+            with h5py.File(path, "r"):
+                return True
+        except OSError:
+            return False
+
+    if latest.is_file() and not readable(latest) and not readable(Path(f"{latest}.bkp")):
+        raise UserError(
+            f"the checkpoint {latest} is unreadable (cut while being written?); "
+            f"fix: delete {backup} to start the run over"
+        )
+
+
 def _check_same_teachers(first: dict, distill: Teachers | None, run_dir: Path) -> None:
     """A run continues with the teachers it started with (their model files' sha256), or not at all."""
+    if "teachers" not in first:  # no start record (a run begun before records were written at its start)
+        log.warning("%s has no record of its teachers; continuing with the ones given", run_dir)
+        return
     before = [t["sha256"] for t in first.get("teachers", [])]
     now = [t["sha256"] for t in distill.records] if distill else []
     if before != now:

@@ -1,0 +1,102 @@
+"""Training augmentation: what faces look like through real cameras and detectors.
+
+NumPy and OpenCV on the host, one batch at a time, so every Keras backend trains on the same faces (TensorFlow
+on this CPU, JAX on an accelerator) and the data side never needs the training framework. Every draw comes
+from the `rng` passed in: a batch is a function of (its faces, its generator), whichever thread makes it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+ROTATION = 0.21  # radians, +-12 degrees: head tilt
+SHIFT = 0.08  # of the side: detector boxes wobble by this much
+ZOOM = (0.9, 1.1)  # output->input scale: >1 shows more of the frame (zoom out)
+CONTRAST = (0.75, 1.25)
+BRIGHTNESS = 0.15  # of 255
+
+
+def warp(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One affine warp per face: mirror (p 0.5), rotation, translation and zoom about the centre, reflected at
+    the border (a black border would teach the model a cue no detector crop has)."""
+    n, h, w = (int(v) for v in x.shape[:3])
+    out = np.empty_like(x)
+    flip = np.where(rng.random(size=n) < 0.5, -1.0, 1.0)
+    theta = rng.uniform(-ROTATION, ROTATION, size=n)
+    scale = rng.uniform(ZOOM[0], ZOOM[1], size=n)
+    tx, ty = rng.uniform(-SHIFT, SHIFT, size=n) * w, rng.uniform(-SHIFT, SHIFT, size=n) * h
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    for i in range(n):  # output pixel (u, v) reads input (a00 u + a01 v + b0, a10 u + a11 v + b1)
+        a00, a01 = scale[i] * np.cos(theta[i]) * flip[i], -scale[i] * np.sin(theta[i])
+        a10, a11 = scale[i] * np.sin(theta[i]) * flip[i], scale[i] * np.cos(theta[i])
+        m = np.array(
+            [[a00, a01, cx + tx[i] - a00 * cx - a01 * cy], [a10, a11, cy + ty[i] - a10 * cx - a11 * cy]], np.float64
+        )
+        out[i] = cv2.warpAffine(
+            x[i], m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+        ).reshape(x.shape[1:])
+    return out
+
+
+def exposure(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Contrast about each face's mean and a brightness shift: exposure and lighting."""
+    n = int(x.shape[0])
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    contrast = rng.uniform(CONTRAST[0], CONTRAST[1], size=(n, 1, 1, 1)).astype(np.float32)
+    brightness = (rng.uniform(-BRIGHTNESS, BRIGHTNESS, size=(n, 1, 1, 1)) * 255.0).astype(np.float32)
+    return np.clip((x - mean) * contrast + mean + brightness, 0.0, 255.0)
+
+
+def camera_effects(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """What cheap cameras do to a face, each with probability `p` per face: Gaussian blur (sigma 0.5-1.5 px of
+    the 100-px input: focus, motion), sensor noise (sigma 2-10 grey levels, one field for all channels so grey
+    stays grey) and JPEG re-compression (quality 30-90, as streams and snapshots arrive). FER2013 faces are
+    clean web crops; device crops are not."""
+    if p <= 0.0:
+        return x
+    n = int(x.shape[0])
+    x = x.copy()
+    blur, sigma = rng.random(size=n) < p, rng.uniform(0.5, 1.5, size=n)
+    noise, level = rng.random(size=n) < p, rng.uniform(2.0, 10.0, size=n)
+    jpeg, quality = rng.random(size=n) < p, rng.integers(30, 91, size=n)
+    for i in np.flatnonzero(blur):  # 5 taps, mirrored at the border so it does not darken
+        x[i] = cv2.GaussianBlur(x[i], (5, 5), sigma[i], borderType=cv2.BORDER_REFLECT_101).reshape(x.shape[1:])
+    if noise.any():
+        field = rng.standard_normal((int(noise.sum()), *x.shape[1:3], 1), dtype=np.float32)
+        x[noise] = np.clip(x[noise] + level[noise, None, None, None].astype(np.float32) * field, 0.0, 255.0)
+    for i in np.flatnonzero(jpeg):
+        ok, buf = cv2.imencode(".jpg", np.round(x[i]).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        redone = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+        if redone is not None:
+            x[i] = redone.reshape(x.shape[1:]).astype(np.float32)
+    return x
+
+
+def random_erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Blank one rectangle (2-25% of the face, aspect 0.3-3.3) per face with probability `p`, in one random grey.
+
+    Random erasing (Zhong et al. 2017) makes a classifier use the whole face instead of one cue, the way hands,
+    glasses and hair occlude faces in real cameras.
+    """
+    if p <= 0.0:
+        return x
+    n, h, w = (int(v) for v in x.shape[:3])
+    on = rng.random(size=n) < p
+    area = rng.uniform(0.02, 0.25, size=n) * h * w
+    aspect = np.exp(rng.uniform(np.log(0.3), np.log(3.3), size=n))
+    eh, ew = np.minimum(np.sqrt(area * aspect), h), np.minimum(np.sqrt(area / aspect), w)
+    y0, x0 = rng.random(size=n) * (h - eh), rng.random(size=n) * (w - ew)
+    fill = rng.uniform(0.0, 255.0, size=n).astype(np.float32)
+    x = x.copy()
+    rows, cols = np.arange(h), np.arange(w)
+    for i in np.flatnonzero(on):
+        r = (rows >= y0[i]) & (rows < y0[i] + eh[i])
+        c = (cols >= x0[i]) & (cols < x0[i] + ew[i])
+        x[i][np.ix_(r, c)] = fill[i]
+    return x
+
+
+def augment_batch(x: np.ndarray, rng: np.random.Generator, erase: float = 0.0, effects: float = 0.0) -> np.ndarray:
+    """Training augmentation of a float32 batch (0-255, NHWC): warp, exposure, camera effects, occlusion."""
+    return random_erase(camera_effects(exposure(warp(x, rng), rng), rng, effects), rng, erase)
