@@ -31,7 +31,6 @@ def test_there_is_a_teacher_and_the_readme_lists_each():
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
 def test_records_agree_and_the_teacher_knows_faces(folder, fer_root):
-
     from trainer.dataset import load_split
     from trainer.train import Teachers
 
