@@ -20,6 +20,7 @@ SCRIPTS = [
     ROOT / "deploy" / "device-venv.sh",
     ROOT / "tests" / "bench" / "fer-env.sh",
     ROOT / "tests" / "run.sh",
+    ROOT / "trainer" / "gpu" / "run.sh",
     ROOT / "tests" / "system" / "run.sh",
     ROOT / ".ci" / "run",
 ]

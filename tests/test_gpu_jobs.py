@@ -1,0 +1,67 @@
+"""The committed GPU calls (trainer/gpu/*.jobs, run by trainer/gpu/run.sh) are the recipes of the shipped models:
+every line must parse with the public CLI, name committed inputs and pin its own cores, and every shipped model
+trained by such a call must match its line option for option."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from trainer.__main__ import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = sorted((ROOT / "trainer" / "gpu").glob("*.jobs"))
+RUNNER_OPTIONS = ("cache", "max_minutes", "runs", "data")  # what run.sh itself adds to every line
+
+
+def job_lines(path: Path) -> list[list[str]]:
+    rows = [shlex.split(line) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert all(len(r) >= 3 for r in rows), path
+    return rows
+
+
+def parse_train(args: list[str]) -> dict:
+    ns = vars(build_parser().parse_args(args))
+    return {k: v for k, v in ns.items() if k not in RUNNER_OPTIONS}
+
+
+def test_there_are_jobs_files():
+    assert JOBS and (ROOT / "trainer" / "gpu" / "run.sh").is_file()
+
+
+@pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
+def test_every_line_parses_names_committed_inputs_and_pins_its_own_cores(path):
+    names: set[str] = set()
+    cores: set[int] = set()
+    for name, span, spec, *args in job_lines(path):
+        opts = parse_train(["train", spec, "/tmp/data/fer2013", *args])
+        assert opts["cmd"] == "train" and name not in names
+        names.add(name)
+        lo, hi = (int(x) for x in span.split("-"))
+        assert 0 <= lo <= hi < 16 and not cores & set(range(lo, hi + 1)), (path.name, name, span)
+        cores |= set(range(lo, hi + 1))
+        for teacher in opts["teacher"] or []:
+            assert (ROOT / teacher / "train.json").is_file() and (ROOT / teacher / "model.keras").is_file(), teacher
+        if opts["backbone_weights"]:
+            assert (ROOT / opts["backbone_weights"]).is_file()
+            assert spec.endswith("-resnet")
+
+
+def test_each_gpu_trained_shipped_model_matches_its_jobs_line():
+    lines = {(row[0], row[2]): row for path in JOBS for row in job_lines(path)}
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    checked = 0
+    for name, entry in manifest["models"].items():
+        command = shlex.split(entry["provenance"]["command"])
+        run = re.search(r"--runs /tmp/r/(\S+)", entry["provenance"]["command"])
+        if run is None:  # not trained by run.sh
+            continue
+        row = lines[(run.group(1), name)]
+        assert parse_train(command[command.index("train") :]) == parse_train(["train", name, "/d", *row[3:]])
+        assert entry["training"]["device"].startswith("GPU")
+        checked += 1
+    assert checked >= 1
