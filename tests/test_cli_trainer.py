@@ -133,3 +133,22 @@ def test_crop_stats_runs_and_backs_the_shipped_crop(run, fer_root):
     }
     spec = json.loads((models_dir() / "manifest.json").read_text())["models"]["multiclass4-resnet"]["preprocess"]
     assert abs(got["margin"] - spec["margin"]) <= 0.01 and abs(got["offset_y"] - spec["offset_y"]) <= 0.01, (got, spec)
+
+
+def test_bench_batches_times_the_training_input_pipeline(run, fer_root, tmp_path):
+    """The command that measures the host side of training prints its numbers for both augmentation paths, and a
+    bad count is one line."""
+    import re
+
+    for extra, path in (([], "one channel"), (["--three-channel"], "three channels")):
+        proc = run(
+            "trainer", "bench-batches", "binary-scratch", fer_root, "--smoke", "--cache", tmp_path, "--batches", "3",
+            "--threads", "2", *extra,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        m = re.search(
+            r"3 training batches of 64 \(.*grey faces as (.+)\), 2 thread\(s\): ([\d.]+) ms per batch", proc.stdout
+        )
+        assert m and m.group(1) == path and float(m.group(2)) > 0, proc.stdout
+    proc = run("trainer", "bench-batches", "binary-scratch", fer_root, "--smoke", "--cache", tmp_path, "--threads", "0")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--threads" in proc.stderr, proc.stderr

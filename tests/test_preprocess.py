@@ -111,6 +111,29 @@ def test_batches_keep_bytes(fer_root, tmp_path):
     assert len(fed) == 1 and np.array_equal(np.asarray(fed[0][0]), xb) and np.array_equal(np.asarray(fed[0][1]), yb)
 
 
+@pytest.mark.parametrize("effects", [0.0, 1.0])
+def test_grey_faces_are_augmented_as_one_channel_to_the_same_faces(fer_root, tmp_path, effects):
+    """Training batches of grey faces are augmented on one channel and replicated; the faces are those the
+    three-channel path makes, to float rounding (a grey level here and there after JPEG), and a colour face still
+    takes the three-channel path."""
+    from trainer.dataset import load_split
+    from trainer.train import FaceBatches
+
+    split = load_split(fer_root, "val", ("happy", "sad"), PreprocessSpec(), per_class_limit=40, cache_dir=tmp_path)
+    fast = FaceBatches(split, 32, 2, training=True, seed=3, augment=True, erase=0.5, effects=effects)
+    full = FaceBatches(split, 32, 2, training=True, seed=3, augment=True, erase=0.5, effects=effects)
+    full.grey = False
+    assert fast.grey and not FaceBatches(split, 32, 2, training=False, seed=3, augment=True).grey
+    for epoch, i in ((0, 0), (2, 1)):
+        a, b = fast.get(i, epoch)[0], full.get(i, epoch)[0]
+        assert a.shape == b.shape == (32, *split.x.shape[1:]) and (a == a[..., :1]).all()
+        off = np.abs(a - b) > 1e-3  # float rounding: an exposure a hair apart can round to the next JPEG level
+        assert off.mean() < 1e-3 and np.abs(a - b).max() <= 2.0, (off.mean(), np.abs(a - b).max())
+        assert not np.allclose(a, split.x[np.random.default_rng((3, epoch)).permutation(80)[32 * i : 32 * (i + 1)]])
+    split.x[0, 0, 0, 1] ^= 1  # one colour pixel: not grey any more
+    assert not FaceBatches(split, 32, 2, training=True, seed=3, augment=True).grey
+
+
 # --- golden bytes: a fixed input must give these exact model inputs, on each path separately --------------------
 def _golden_frame() -> np.ndarray:
     """A deterministic 160x120 BGR frame (no RNG, no file): gradients and a bright square."""

@@ -191,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, default=None, help="output file (default: MODELS/report.html)")
 
     s = sub.add_parser(
+        "bench-batches",
+        parents=[spec, *data_cmd],
+        help="time the training input pipeline (sampling + the recipe's augmentation) per batch, no training",
+        description="Make SPEC's training batches from the train split as `train` does and print the time per "
+        "batch: the host-side work that feeds an accelerator (trainer/train.py: FaceBatches).",
+    )
+    s.add_argument("--batches", type=int, default=50, help="batches to time (default %(default)s)")
+    s.add_argument("--threads", type=int, default=1, help="threads making batches at once (default %(default)s)")
+    s.add_argument(
+        "--three-channel",
+        action="store_true",
+        help="augment all three channels of grey faces too (the path before the one-channel one), to compare",
+    )
+
+    s = sub.add_parser(
         "suite",
         parents=[*data_cmd, par["train"]],
         help="pretrain once, then train, export and evaluate all six specs (skips finished ones)",
@@ -442,7 +457,28 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_bench_batches(args) -> int:
+    from edge.core.preprocess import PreprocessSpec
+    from trainer.specs import get_spec
+    from trainer.train import bench_batches
+
+    spec = get_spec(args.spec)
+    if args.batches < 1 or args.threads < 1:
+        raise UserError("--batches and --threads must be at least 1; fix: e.g. --batches 50 --threads 4")
+    split = _data(args).load("train", spec.labels, PreprocessSpec())
+    r = spec.recipe
+    res = bench_batches(split, spec, args.batches, args.threads, one_channel=not args.three_channel)
+    print(
+        f"{spec.name}: {res['batches']} training batches of {r.batch_size} "
+        f"(augmentation {'on' if r.augment else 'off'}, camera effects p {r.camera_effects}, erasing p "
+        f"{r.random_erasing}; grey faces as {'one channel' if res['one_channel'] else 'three channels'}), "
+        f"{args.threads} thread(s): {res['ms_per_batch']:.1f} ms per batch, {res['batches_per_s']:.1f} batches/s"
+    )
+    return 0
+
+
 COMMANDS = {
+    "bench-batches": cmd_bench_batches,
     "report": cmd_report,
     "compare-fer": cmd_compare_fer,
     "prepare": cmd_prepare,

@@ -45,7 +45,11 @@ def exposure(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     mean = x.mean(axis=(1, 2, 3), keepdims=True)
     contrast = rng.uniform(CONTRAST[0], CONTRAST[1], size=(n, 1, 1, 1)).astype(np.float32)
     brightness = (rng.uniform(-BRIGHTNESS, BRIGHTNESS, size=(n, 1, 1, 1)) * 255.0).astype(np.float32)
-    return np.clip((x - mean) * contrast + mean + brightness, 0.0, 255.0)
+    out = x - mean  # the same arithmetic as clip((x - mean) * contrast + mean + brightness), one temporary
+    out *= contrast
+    out += mean
+    out += brightness
+    return np.clip(out, 0.0, 255.0, out=out)
 
 
 def camera_effects(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
@@ -98,5 +102,8 @@ def random_erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarra
 
 
 def augment_batch(x: np.ndarray, rng: np.random.Generator, erase: float = 0.0, effects: float = 0.0) -> np.ndarray:
-    """Training augmentation of a float32 batch (0-255, NHWC): warp, exposure, camera effects, occlusion."""
+    """Training augmentation of a float32 batch (0-255, NHWC): warp, exposure, camera effects, occlusion.
+
+    Any channel count: every step treats the channels alike, so a grey face can be augmented as one channel and
+    replicated afterwards (`FaceBatches` does that)."""
     return random_erase(camera_effects(exposure(warp(x, rng), rng), rng, effects), rng, erase)

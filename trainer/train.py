@@ -37,6 +37,13 @@ def class_weights(y: np.ndarray, n: int) -> dict[int, float]:
     return {i: float(len(y) / (n * c)) if c else 0.0 for i, c in enumerate(counts)}
 
 
+def _replicated_grey(x: np.ndarray, chunk: int = 1024) -> bool:
+    """Whether every face of an NHWC batch has all its channels equal (checked a chunk at a time)."""
+    if x.ndim != 4 or x.shape[3] < 2:
+        return False
+    return all(bool((x[i : i + chunk] == x[i : i + chunk, :, :, :1]).all()) for i in range(0, len(x), chunk))
+
+
 class FaceBatches:
     """Batch `i` of epoch `e`: (float faces, targets[, per-face class weights]), a pure function of (i, e).
 
@@ -62,6 +69,8 @@ class FaceBatches:
         self.split, self.batch, self.n_classes, self.training, self.seed = split, batch, n_classes, training, seed
         self.augment, self.erase, self.effects, self.teachers = training and augment, erase, effects, teachers
         self.table = np.array([weights[i] for i in range(n_classes)], np.float32) if weights else None
+        # grey faces (the preprocessing replicates one grey channel): augment one channel, replicate after
+        self.grey = self.augment and _replicated_grey(split.x)
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.split.y) / self.batch))
@@ -70,13 +79,38 @@ class FaceBatches:
         n = len(self.split.y)
         order = np.random.default_rng((self.seed, epoch)).permutation(n) if self.training else np.arange(n)
         idx = order[i * self.batch : (i + 1) * self.batch]
-        x, y = self.split.x[idx].astype(np.float32), self.split.y[idx]
+        y = self.split.y[idx]
         if self.augment:
-            x = augment_batch(x, np.random.default_rng((self.seed, epoch, i)), self.erase, self.effects)
+            faces = self.split.x[idx, :, :, :1] if self.grey else self.split.x[idx]
+            x = augment_batch(
+                faces.astype(np.float32), np.random.default_rng((self.seed, epoch, i)), self.erase, self.effects
+            )
+            if self.grey:
+                x = np.repeat(x, self.split.x.shape[3], axis=3)
+        else:
+            x = self.split.x[idx].astype(np.float32)
         target = np.eye(self.n_classes, dtype=np.float32)[y]
         if self.teachers is not None and self.training:
             target = self.teachers.targets(x, target)
         return (x, target) if self.table is None else (x, target, self.table[y])
+
+
+def bench_batches(split: Split, spec: ModelSpec, n: int, threads: int = 1, one_channel: bool = True) -> dict:
+    """Time `n` training batches of `spec`'s recipe made by `threads` threads at once (no teachers, no model)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    r = spec.recipe
+    faces = FaceBatches(
+        split, r.batch_size, len(spec.labels), True, r.seed, r.augment, r.random_erasing, r.camera_effects
+    )
+    faces.grey = faces.grey and one_channel
+    jobs = [(i % len(faces), i // len(faces)) for i in range(n)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(lambda job: faces.get(*job), jobs):
+            pass
+    seconds = time.perf_counter() - t0
+    return {"batches": n, "one_channel": faces.grey, "ms_per_batch": 1000.0 * seconds / n, "batches_per_s": n / seconds}
 
 
 def batches(keras, faces: FaceBatches, workers: int = 1):
