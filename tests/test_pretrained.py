@@ -1,10 +1,12 @@
-"""The committed pre-training (trainer/pretrained/) is what a clean clone fine-tunes from: it must load into the
-resnet recipe's backbone, carry the six-class head, agree with its own records, and classify real faces."""
+"""The committed pre-trainings (trainer/pretrained/ at the recipe's width, trainer/pretrained/wN/ at width N) are
+what a clean clone fine-tunes from: each must load into the backbone of its width, carry the six-class head, agree
+with its own records, and classify real faces."""
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,36 +17,47 @@ from trainer.train import BACKBONE_FILE, HEAD_FILE, PRETRAINED
 
 pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
 pytestmark = pytest.mark.slow
+FOLDERS = [PRETRAINED, *sorted(p for p in PRETRAINED.glob("w*") if (p / "train.json").is_file())]
 
 
-def test_records_agree_with_the_recipe():
-    info = json.loads((PRETRAINED / "train.json").read_text())
+def _width(folder) -> int:
+    return RESNET_RECIPE.width if folder == PRETRAINED else int(folder.name[1:])
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_records_agree_with_the_recipe(folder):
+    info = json.loads((folder / "train.json").read_text())
     assert info["spec"] == "backbone-pretrain" and info["labels"] == list(PRETRAIN_CLASSES)
-    assert info["recipe"]["width"] == RESNET_RECIPE.width and info["preprocess"] == PreprocessSpec().to_dict()
-    with (PRETRAINED / "history.csv").open() as f:
+    assert info["recipe"]["width"] == _width(folder) and info["preprocess"] == PreprocessSpec().to_dict()
+    if folder != PRETRAINED:  # a narrower one: finished, and made by the command with that width
+        assert info["complete"] is True and f"--width {_width(folder)}" in info["command"]
+    with (folder / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == info["epochs_run"] > 0
     assert max(float(r["val_accuracy"]) for r in rows) == pytest.approx(info["best_val_accuracy"], abs=1e-4)
-    with np.load(PRETRAINED / HEAD_FILE) as z:
+    with np.load(folder / HEAD_FILE) as z:
         assert [str(c) for c in z["labels"]] == list(PRETRAIN_CLASSES)
         assert z["kernel"].shape[1] == len(PRETRAIN_CLASSES) == z["bias"].shape[0]
 
 
-def test_a_fine_tune_starts_from_it_and_already_knows_faces(fer_root):
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_a_fine_tune_starts_from_it_and_already_knows_faces(folder, fer_root):
     """Backbone + head rows for the production classes, before any fine-tuning: far above chance on val faces."""
     from trainer.dataset import load_split
     from trainer.train import build_model, init_head_from_pretrain
 
     spec = get_spec("multiclass4-resnet")
-    model = build_model(spec, "fer-resnet", PRETRAINED / BACKBONE_FILE, PreprocessSpec().input_shape)
-    assert init_head_from_pretrain(model, PRETRAINED, spec.labels)
+    spec = replace(spec, recipe=replace(spec.recipe, width=_width(folder)))
+    model = build_model(spec, "fer-resnet", folder / BACKBONE_FILE, PreprocessSpec().input_shape)
+    assert init_head_from_pretrain(model, folder, spec.labels)
     val = load_split(fer_root, "val", spec.labels, PreprocessSpec(), per_class_limit=60)
     acc = float((model.predict(val.x.astype(np.float32), verbose=0).argmax(1) == val.y).mean())
     assert acc > 0.55, acc  # chance is 0.25
 
 
-def test_train_from_the_committed_weights(run, fer_root, tmp_path):
-    """The README's command, on a smoke budget at the recipe's width: a clean clone fine-tunes without pretrain."""
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_train_from_the_committed_weights(folder, run, fer_root, tmp_path):
+    """The README's command, on a smoke budget at the folder's width: a clean clone fine-tunes without pretrain."""
     proc = run(
         "trainer",
         "train",
@@ -52,7 +65,7 @@ def test_train_from_the_committed_weights(run, fer_root, tmp_path):
         fer_root,
         "--smoke",
         "--width",
-        str(RESNET_RECIPE.width),
+        str(_width(folder)),
         "--epochs",
         "1",
         "--runs",
@@ -60,7 +73,7 @@ def test_train_from_the_committed_weights(run, fer_root, tmp_path):
         "--cache",
         tmp_path / "c",
         "--backbone-weights",
-        PRETRAINED / BACKBONE_FILE,
+        folder / BACKBONE_FILE,
         timeout=600,
     )
     assert proc.returncode == 0 and "multiclass4-resnet: val accuracy" in proc.stdout, proc.stderr[-2000:]
