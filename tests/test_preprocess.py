@@ -121,9 +121,8 @@ def test_grey_faces_are_augmented_as_one_channel_to_the_same_faces(fer_root, tmp
 
     split = load_split(fer_root, "val", ("happy", "sad"), PreprocessSpec(), per_class_limit=40, cache_dir=tmp_path)
     fast = FaceBatches(split, 32, 2, training=True, seed=3, augment=True, erase=0.5, effects=effects)
-    full = FaceBatches(split, 32, 2, training=True, seed=3, augment=True, erase=0.5, effects=effects)
-    full.grey = False
-    assert fast.grey and not FaceBatches(split, 32, 2, training=False, seed=3, augment=True).grey
+    full = FaceBatches(split, 32, 2, training=True, seed=3, augment=True, erase=0.5, effects=effects, one_channel=False)
+    assert fast.grey and not full.grey and not FaceBatches(split, 32, 2, training=False, seed=3, augment=True).grey
     for epoch, i in ((0, 0), (2, 1)):
         a, b = fast.get(i, epoch)[0], full.get(i, epoch)[0]
         assert a.shape == b.shape == (32, *split.x.shape[1:]) and (a == a[..., :1]).all()

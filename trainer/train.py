@@ -38,7 +38,7 @@ def class_weights(y: np.ndarray, n: int) -> dict[int, float]:
 
 
 def _replicated_grey(x: np.ndarray, chunk: int = 1024) -> bool:
-    """Whether every face of an NHWC batch has all its channels equal (checked a chunk at a time)."""
+    """Whether every face of an NHWC array has all its channels equal (checked a chunk at a time)."""
     if x.ndim != 4 or x.shape[3] < 2:
         return False
     return all(bool((x[i : i + chunk] == x[i : i + chunk, :, :, :1]).all()) for i in range(0, len(x), chunk))
@@ -65,12 +65,14 @@ class FaceBatches:
         effects: float = 0.0,
         weights: dict[int, float] | None = None,
         teachers: Teachers | None = None,
+        one_channel: bool = True,
     ):
         self.split, self.batch, self.n_classes, self.training, self.seed = split, batch, n_classes, training, seed
         self.augment, self.erase, self.effects, self.teachers = training and augment, erase, effects, teachers
         self.table = np.array([weights[i] for i in range(n_classes)], np.float32) if weights else None
-        # grey faces (the preprocessing replicates one grey channel): augment one channel, replicate after
-        self.grey = self.augment and _replicated_grey(split.x)
+        # grey faces (the preprocessing replicates one grey channel): augment one channel, replicate after;
+        # one_channel=False keeps the three-channel path (for comparison: bench-batches --three-channel)
+        self.grey = self.augment and one_channel and _replicated_grey(split.x)
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.split.y) / self.batch))
@@ -101,9 +103,16 @@ def bench_batches(split: Split, spec: ModelSpec, n: int, threads: int = 1, one_c
 
     r = spec.recipe
     faces = FaceBatches(
-        split, r.batch_size, len(spec.labels), True, r.seed, r.augment, r.random_erasing, r.camera_effects
+        split,
+        r.batch_size,
+        len(spec.labels),
+        True,
+        r.seed,
+        r.augment,
+        r.random_erasing,
+        r.camera_effects,
+        one_channel=one_channel,
     )
-    faces.grey = faces.grey and one_channel
     jobs = [(i % len(faces), i // len(faces)) for i in range(n)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
@@ -537,7 +546,7 @@ def _check_same_teachers(first: dict, distill: Teachers | None, run_dir: Path) -
     if "teachers" not in first:  # no start record (a run begun before records were written at its start)
         log.warning("%s has no record of its teachers; continuing with the ones given", run_dir)
         return
-    before = [t["sha256"] for t in first.get("teachers", [])]
+    before = [t["sha256"] for t in first["teachers"]]
     now = [t["sha256"] for t in distill.records] if distill else []
     if before != now:
         started = ", ".join(t["path"] for t in first["teachers"]) if before else "no teacher"
