@@ -97,12 +97,12 @@ class FaceBatches:
         return (x, target) if self.table is None else (x, target, self.table[y])
 
 
-def bench_batches(split: Split, spec: ModelSpec, n: int, threads: int = 1, one_channel: bool = True) -> dict:
-    """Time `n` training batches of `spec`'s recipe made by `threads` threads at once (no teachers, no model)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def training_faces(
+    spec: ModelSpec, split: Split, teachers: Teachers | None = None, one_channel: bool = True
+) -> FaceBatches:
+    """The training batches of `spec`'s recipe: shuffled, augmented, class-weighted, distilled from `teachers`."""
     r = spec.recipe
-    faces = FaceBatches(
+    return FaceBatches(
         split,
         r.batch_size,
         len(spec.labels),
@@ -111,8 +111,18 @@ def bench_batches(split: Split, spec: ModelSpec, n: int, threads: int = 1, one_c
         r.augment,
         r.random_erasing,
         r.camera_effects,
+        # per-face weights from the hard label (Keras's class_weight would read them off soft targets)
+        weights=class_weights(split.y, len(spec.labels)) if r.class_weighting else None,
+        teachers=teachers,
         one_channel=one_channel,
     )
+
+
+def bench_batches(split: Split, spec: ModelSpec, n: int, threads: int = 1, one_channel: bool = True) -> dict:
+    """Time `n` training batches of `spec`'s recipe made by `threads` threads at once (no teachers, no model)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    faces = training_faces(spec, split, one_channel=one_channel)
     jobs = [(i % len(faces), i // len(faces)) for i in range(n)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
@@ -412,23 +422,7 @@ def train(
     ]
     t0 = time.monotonic()
     hist = model.fit(
-        batches(
-            keras,
-            FaceBatches(
-                tr,
-                r.batch_size,
-                len(spec.labels),
-                True,
-                r.seed,
-                r.augment,
-                r.random_erasing,
-                r.camera_effects,
-                # per-face weights from the hard label (Keras's class_weight would read them off soft targets)
-                weights=class_weights(tr.y, len(spec.labels)) if r.class_weighting else None,
-                teachers=distill,
-            ),
-            workers=_workers(),
-        ),
+        batches(keras, training_faces(spec, tr, distill), workers=_workers()),
         validation_data=batches(keras, FaceBatches(va, r.batch_size, len(spec.labels), False, r.seed, False)),
         epochs=r.epochs,
         callbacks=callbacks,
