@@ -4,7 +4,20 @@ import cv2
 import numpy as np
 import pytest
 
-SUBCOMMANDS = ["prepare", "crop-stats", "pretrain", "train", "export", "evaluate", "suite", "compare-fer", "report"]
+SUBCOMMANDS = [
+    "prepare",
+    "crop-stats",
+    "pretrain",
+    "train",
+    "refit",
+    "export",
+    "evaluate",
+    "suite",
+    "compare-fer",
+    "report",
+    "bench-batches",
+    "ensemble",
+]
 
 
 def test_help_lists_every_subcommand(run):

@@ -14,6 +14,7 @@ from edge.classify.tflite import TFLiteClassifier
 from edge.core.errors import ModelError
 from edge.core.manifest import Manifest, sha256_file
 from trainer.specs import SMOKE_PER_CLASS
+from trainer.train import read_history
 
 pytest.importorskip("tensorflow", reason="the trainer needs the 'train' extra (TensorFlow)")
 pytestmark = pytest.mark.slow
@@ -333,3 +334,77 @@ def test_a_distilled_run_killed_in_its_first_sitting_resumes_only_with_its_teach
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((runs / "binary-scratch" / "train.json").read_text())
     assert info["complete"] is True and info["epochs_run"] > 1 and len(info["teachers"]) == 1  # early stop ok
+
+
+def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_path):
+    """`refit SPEC` end to end on the smoke suite's binary-scratch: its recorded command (a `suite` run) is parsed
+    and checked, the run repeats on train + val up to the best epoch of the selection's val curve; the exported
+    refit keeps the selection's TTA, refuses val in one line, and is evaluated on test. A recorded recipe that the
+    command no longer gives is refused before anything trains."""
+    base, _ = suite
+    models = _copy_models(suite, tmp_path)
+    selection = Manifest(models).entry("binary-scratch").data
+    report = (models / "reports" / "binary-scratch.json").read_text()
+    history = json.loads(report)["history"]
+    best = int(np.argmax([row["val_accuracy"] for row in history])) + 1
+    common = [fer_root, "--smoke", "--runs", tmp_path / "runs", "--models", models, "--cache", base / "cache"]
+
+    proc = run("trainer", "refit", "binary-scratch", *common)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"refit on train + val for {best} of 2 epochs" in proc.stdout
+    run_dir = tmp_path / "runs" / "refit" / "binary-scratch"
+    info = json.loads((run_dir / "train.json").read_text())
+    assert info["complete"] is True and info["epochs_run"] == best and info["best_val_accuracy"] is None
+    assert (
+        info["refit"]["epochs"] == best
+        and info["refit"]["of"]["int8_sha256"] == selection["variants"]["int8"]["sha256"]
+    )
+    assert info["recipe"] | {"max_minutes": 0} == selection["training"]["recipe"] | {"max_minutes": 0}
+    both = {c: info["val_counts"][c] + selection["training"]["train_counts"][c] for c in info["val_counts"]}
+    assert info["train_counts"] == both == {"happy": 2 * SMOKE_PER_CLASS, "sad": 2 * SMOKE_PER_CLASS}
+    curves = read_history(run_dir)
+    assert len(curves) == best and not any("val_accuracy" in row for row in curves)  # nothing validated on val
+
+    refit_runs = ["--runs", tmp_path / "runs" / "refit"]
+    proc = run("trainer", "export", "binary-scratch", *common, *refit_runs)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run("trainer", "evaluate", "binary-scratch", *common, *refit_runs, "--split", "val")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "val is in its training data" in proc.stderr
+    proc = run("trainer", "evaluate", "binary-scratch", *common, *refit_runs)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entry = Manifest(models).entry("binary-scratch").data
+    assert entry["training"]["refit"] == info["refit"] and entry["metrics"]["split"] == "test"
+    assert entry["tta"] == selection["tta"] and entry["calibration"] == selection["calibration"]
+    assert entry["tta_selection"] == {"carried_from": selection["variants"]["int8"]["sha256"]}
+    assert entry["provenance"]["selection"].startswith("a refit on train + val")
+    assert entry["variants"]["int8"]["sha256"] != selection["variants"]["int8"]["sha256"]
+    proc = run("trainer", "report", "--models", models)
+    assert proc.returncode == 0 and "refit on train + val" in (models / "report.html").read_text(), proc.stderr
+
+    changed = json.loads((models / "manifest.json").read_text())  # the selection as recorded, its seed altered
+    changed["models"]["binary-scratch"] = selection | {
+        "training": selection["training"] | {"recipe": selection["training"]["recipe"] | {"seed": 99}}
+    }
+    (models / "manifest.json").write_text(json.dumps(changed))
+    (models / "reports" / "binary-scratch.json").write_text(report)  # with the selection's val curve
+    proc = run("trainer", "refit", "binary-scratch", *common[:3], tmp_path / "other", *common[4:])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "no longer gives its recorded recipe (seed differ)" in proc.stderr
+    assert not (tmp_path / "other").exists()
+
+
+def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root):
+    """`ensemble` on the same run twice: the ensemble and the weight average must equal the run itself (to the
+    printed digit); a run of other classes is a one-line error."""
+    base, _ = suite
+    one = base / "runs" / "binary-scratch"
+    common = [fer_root, "--smoke", "--cache", base / "cache"]
+    proc = run("trainer", "ensemble", "binary-scratch", *common, one, one)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.rsplit(None, 2)[0].strip(): line.split()[-2:] for line in proc.stdout.splitlines()[1:]}
+    assert rows["ensemble (mean probability, 2 runs)"] == rows[str(one)] == rows["weight average (soup, 2 runs)"]
+    assert all(0.0 <= float(v) <= 1.0 for v in rows[str(one)])
+    proc = run("trainer", "ensemble", "binary-scratch", *common, one, base / "runs" / "multiclass3-resnet")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "not ['happy', 'sad']" in proc.stderr

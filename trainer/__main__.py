@@ -60,13 +60,15 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         "--smoke", action="store_true", help="tiny run (few images, 2 epochs, narrow net) for tests and CI"
     )
 
-    train = argparse.ArgumentParser(add_help=False)
-    train.add_argument("--epochs", type=int, help="maximum epochs (early stopping usually ends sooner)")
-    train.add_argument(
+    budget = argparse.ArgumentParser(add_help=False)
+    budget.add_argument(
         "--max-minutes",
         type=float,
         help="stop this invocation after this many minutes with a checkpoint; the same command continues the run",
     )
+
+    train = argparse.ArgumentParser(add_help=False, parents=[budget])
+    train.add_argument("--epochs", type=int, help="maximum epochs (early stopping usually ends sooner)")
     train.add_argument("--width", type=int, help="channels of the first stage (later stages double it)")
     train.add_argument("--seed", type=int, help="random seed")
     train.add_argument(
@@ -92,7 +94,7 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         help="local backbone weights file (e.g. ImageNet ResNet50 notop .h5); "
         "default for fer-resnet: RUNS/backbone-pretrain/backbone.weights.h5",
     )
-    return {"verbose": verbose, "store": store, "data": data, "train": train}
+    return {"verbose": verbose, "store": store, "data": data, "train": train, "budget": budget}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[spec, *data_cmd, par["train"]],
         help=f"train one spec ({specs})",
         description=f"Train one of: {specs}. Resumes an interrupted run.",
+    )
+    sub.add_parser(
+        "refit",
+        parents=[spec, *data_cmd, par["budget"]],
+        help="train a shipped model's recorded command again on train + val, to the epoch its selection chose",
+        description="Repeat SPEC's recorded training command (models manifest provenance.command, checked against "
+        "its recipe and teachers) with the val faces added to training, stopping at the best epoch of its val "
+        "curve; writes RUNS/refit/SPEC. Export and evaluate it with --runs RUNS/refit: it keeps the selection "
+        "model's test-time augmentation and calibration, and is judged on test only. Resumable.",
     )
     s = sub.add_parser(
         "export",
@@ -204,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="augment all three channels of grey faces too (the path before the one-channel one), to compare",
     )
+
+    s = sub.add_parser(
+        "ensemble",
+        parents=[spec, *data_cmd],
+        help="val accuracy of finished runs alone, of their ensemble and of their weight average (float, +-mirror)",
+        description="For choosing what to train next: each RUN_DIR's val accuracy (float Keras, without and with "
+        "mirror averaging), the mean of their probabilities (an ensemble: what distilling from them can at best "
+        "pass on) and the mean of their weights (a soup, when their architectures match). Val only.",
+    )
+    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC")
 
     s = sub.add_parser(
         "suite",
@@ -324,7 +345,8 @@ def _print_trained(args, info: dict) -> None:
 def _unfinished(info: dict) -> str:
     if info.get("complete", True):
         return ""
-    return f" (time limit: {info['epochs_run']} of {info['recipe']['epochs']} epochs; run the same command to continue)"
+    last = (info.get("refit") or {}).get("epochs") or info["recipe"]["epochs"]
+    return f" (time limit: {info['epochs_run']} of {last} epochs; run the same command to continue)"
 
 
 def cmd_train(args) -> int:
@@ -332,6 +354,68 @@ def cmd_train(args) -> int:
 
     spec = _spec_with(args, get_spec(args.spec))
     _print_trained(args, _train_one(args, spec, _backbone_weights(args) if spec.arch == "resnet" else None))
+    return 0
+
+
+def _in_repo(path: Path) -> Path:
+    """A recorded relative path: from here if it exists, else from the repository root (where commands run)."""
+    return path if path.is_absolute() or path.exists() else Path(__file__).resolve().parent.parent / path
+
+
+def refit_plan(models: Path, name: str, max_minutes: float | None = None):
+    """(spec, the selection's parsed command, refit record) to refit NAME as MODELS records it: the recorded command
+    parsed by this CLI and checked against the recorded recipe and teachers (trainer/refit.py). Relative paths in
+    the command (teachers, backbone weights) are the repository's when they are not found from here."""
+    import json
+
+    from edge.core.manifest import Manifest
+    from trainer import refit
+    from trainer.specs import Recipe, get_spec
+
+    manifest = Manifest(models)
+    if name not in manifest.names:
+        raise UserError(f"{name} is not in {manifest.path}; fix: train, export and evaluate it first")
+    entry = manifest.entry(name)
+    report = models / "reports" / f"{name}.json"
+    history = json.loads(report.read_text()).get("history", []) if report.is_file() else []
+    record = refit.record(entry, history)
+    sel = build_parser().parse_args(refit.selection_argv(record["of"]["command"]))
+    made = sel.spec if sel.cmd == "train" else sel.specs  # `suite` trains several (None: all)
+    if made is not None and name not in made.split(","):
+        raise UserError(f"{name}'s recorded command trains {made!r}; fix: refit the model that command made")
+    sel.teacher = [_in_repo(t) for t in sel.teacher or []]
+    sel.backbone_weights = _in_repo(sel.backbone_weights) if sel.backbone_weights else None
+    spec = _spec_with(sel, get_spec(name))
+    refit.check_recipe(spec, entry)
+    refit.check_teachers(sel.teacher, entry)
+    minutes = max_minutes if max_minutes is not None else Recipe().max_minutes
+    return replace(spec, recipe=replace(spec.recipe, max_minutes=minutes)), sel, record
+
+
+def cmd_refit(args) -> int:
+    from edge.core.preprocess import PreprocessSpec
+    from trainer.specs import get_spec
+    from trainer.train import train
+
+    name = get_spec(args.spec).name
+    spec, sel, record = refit_plan(_models_dir(args), name, args.max_minutes)
+    weights = _backbone_weights(sel) if spec.arch == "resnet" else None  # the file the selection fine-tuned from
+    from edge.core.manifest import Manifest
+
+    info = train(
+        spec,
+        _data(args),
+        args.runs / "refit" / name,
+        PreprocessSpec.from_dict(Manifest(_models_dir(args)).entry(name).data["preprocess"]),
+        sel.backbone,
+        weights,
+        teachers=sel.teacher,
+        refit=record,
+    )
+    print(
+        f"{name}: refit on train + val for {info['epochs_run']} of {spec.recipe.epochs} epochs -> "
+        f"{args.runs / 'refit' / name}{_unfinished(info)}"
+    )
     return 0
 
 
@@ -457,6 +541,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from trainer.ensemble import compare
+    from trainer.specs import get_spec
+
+    rows = compare(args.run_dirs, get_spec(args.spec).labels, _data(args))
+    width = max(len(what) for what, _, _ in rows)
+    print(f"{'val accuracy, float':<{width}}  {'plain':>6} {'mirror':>6}")
+    for what, plain, mirror in rows:
+        print(f"{what:<{width}}  {plain:6.4f} {mirror:6.4f}")
+    return 0
+
+
 def cmd_bench_batches(args) -> int:
     from edge.core.preprocess import PreprocessSpec
     from trainer.specs import get_spec
@@ -479,12 +575,14 @@ def cmd_bench_batches(args) -> int:
 
 COMMANDS = {
     "bench-batches": cmd_bench_batches,
+    "ensemble": cmd_ensemble,
     "report": cmd_report,
     "compare-fer": cmd_compare_fer,
     "prepare": cmd_prepare,
     "crop-stats": cmd_crop_stats,
     "pretrain": cmd_pretrain,
     "train": cmd_train,
+    "refit": cmd_refit,
     "export": cmd_export,
     "evaluate": cmd_evaluate,
     "suite": cmd_suite,

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.classify import calibration
 from edge.classify.tflite import TFLiteClassifier
+from edge.core.errors import UserError
 from edge.core.manifest import Manifest, ModelEntry
 from edge.core.runtime import runtime_name
 
@@ -62,6 +63,17 @@ def select_on_val(entry: ModelEntry, data: DataOptions, tta: str = "auto", calib
     return fields
 
 
+def carried(refit: dict, tta: str = "auto", calibrate: str = "auto") -> dict:
+    """A refit's decision settings: val is in its training data, so 'auto' keeps what val chose for the model
+    it refits (its `training.refit` record); a forced --tta or --calibrate none still applies."""
+    return {
+        "tta": refit["tta"] if tta == "auto" else tta,
+        "tta_selection": {"carried_from": refit["of"]["int8_sha256"]} if tta == "auto" else None,
+        "calibration": refit["calibration"] if calibrate == "auto" else None,
+        "calibration_selection": {"carried_from": refit["of"]["int8_sha256"]} if calibrate == "auto" else None,
+    }
+
+
 def _rounded(m: dict) -> dict:
     def r(v):
         if isinstance(v, float):
@@ -89,7 +101,10 @@ def evaluate(
     models_dir = Path(models_dir)
     manifest = Manifest(models_dir)
     entry = manifest.entry(name)
-    chosen = select_on_val(entry, data, tta, calibrate)
+    refit = (entry.data.get("training") or {}).get("refit")
+    if refit and split == "val":
+        raise UserError(f"{name} is a refit: val is in its training data; fix: evaluate it on --split test")
+    chosen = carried(refit, tta, calibrate) if refit else select_on_val(entry, data, tta, calibrate)
     held_out = data.load(split, entry.labels, entry.preprocess)
     results, preds, latency = {}, {}, {}
     for variant in entry.data["variants"]:

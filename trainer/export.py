@@ -135,6 +135,7 @@ def export(
                 "minutes_total",
                 "head_from_pretrain",
                 "teachers",
+                "refit",
                 "seconds_this_run",
                 "best_val_accuracy",
                 "val_loss",
@@ -152,7 +153,10 @@ def export(
             "trained": info["date"],
             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "calibration": f"{len(calib)} random training crops through edge.core.preprocess",
-            "selection": "early stopping and every choice on the val split; test used only by 'evaluate'",
+            "selection": "a refit on train + val: its epochs, TTA and calibration are those val chose for the model "
+            "it refits (training.refit); test used only by 'evaluate'"
+            if info.get("refit")
+            else "early stopping and every choice on the val split; test used only by 'evaluate'",
         },
         "metrics": None,
     }

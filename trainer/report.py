@@ -49,6 +49,10 @@ I18N = {
     "dropout": ("Dropout", "Dropout"),
     "patience": ("Early-stopping patience", "Paciencia de parada temprana"),
     "epochs": ("Epochs run", "Épocas ejecutadas"),
+    "refit": (
+        "refit on train + val, stopped at the epoch val chose for the model it refits (so no val curve)",
+        "reentrenado con train + val hasta la época que val eligió para el modelo que sustituye (sin curva de val)",
+    ),
     "size": ("Size", "Tamaño"),
     "latency": ("Latency per face (median, 1 thread)", "Latencia por rostro (mediana, 1 hilo)"),
     "agreement": ("int8 vs float top-1 agreement", "Concordancia top-1 int8 vs float"),
@@ -164,7 +168,9 @@ def _model_section(name: str, e: dict, history: list[dict]) -> str:
         f"{pre['size']}x{pre['size']}x{pre['channels']} ({pre['color']}) · {t('batch')}: "
         f"{recipe.get('batch_size', '–')} · "
         f"{t('dropout')}: {recipe.get('dropout', '–')} · {t('patience')}: {recipe.get('patience', '–')} · "
-        f"{t('epochs')}: {tr.get('epochs_run', '–')} · backbone: {html.escape(str(tr.get('backbone') or '–'))}</p>"
+        f"{t('epochs')}: {tr.get('epochs_run', '–')} · backbone: {html.escape(str(tr.get('backbone') or '–'))}"
+        + (f" · {t('refit')}" if tr.get("refit") else "")
+        + "</p>"
     )
     parts.append(architecture_svg(arch))
     rows = "".join(

@@ -234,8 +234,18 @@ def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int) -> float:
     return float(lr * (0.02 + 0.98 * 0.5 * (1.0 + np.cos(np.pi * progress))))
 
 
-def _budget_callback(keras, run_dir: Path, lr: float, warmup_epochs: int, epochs: int, steps: int, max_minutes: float):
-    """The learning-rate schedule plus this invocation's time limit.
+def _budget_callback(
+    keras,
+    run_dir: Path,
+    lr: float,
+    warmup_epochs: int,
+    epochs: int,
+    steps: int,
+    max_minutes: float,
+    last_epoch: int | None = None,
+):
+    """The learning-rate schedule (over `epochs`) plus this invocation's time limit; training ends after
+    `last_epoch` (default `epochs`: a refit stops earlier in the same schedule).
 
     A run longer than one sitting is split: after `max_minutes` the invocation stops at the end of an
     epoch, keeping its checkpoint (`backup/`), and the same command resumes at the next epoch of the
@@ -262,13 +272,13 @@ def _budget_callback(keras, run_dir: Path, lr: float, warmup_epochs: int, epochs
             state.write_text(json.dumps({"seconds": round(self.prior + elapsed, 1)}))
             if logs is not None:
                 logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
-            if elapsed / 60.0 > max_minutes and epoch + 1 < epochs:
+            if elapsed / 60.0 > max_minutes and epoch + 1 < (last_epoch or epochs):
                 log.warning(
                     "time limit of %.0f min reached after epoch %d of %d; stopping with a checkpoint "
                     "(run the same command again to continue)",
                     max_minutes,
                     epoch + 1,
-                    epochs,
+                    last_epoch or epochs,
                 )
                 self.chunk_stopped = True
                 self.model.stop_training = True
@@ -277,14 +287,15 @@ def _budget_callback(keras, run_dir: Path, lr: float, warmup_epochs: int, epochs
 
 
 def read_history(run_dir: Path | None) -> list[dict[str, float]]:
-    """The run's per-epoch curves (CSVLogger's history.csv, every sitting appended): [] when there is none."""
+    """The run's per-epoch curves (CSVLogger's history.csv, every sitting appended): [] when there is none.
+    Columns Keras fills with "NA" (the val_ ones of a run without validation, as a refit is) are left out."""
     path = Path(run_dir) / "history.csv" if run_dir else None
     if not path or not path.is_file():
         return []
     import csv
 
     with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v not in ("", "NA")} for row in csv.DictReader(f)]
 
 
 def _resumable_callbacks(keras, run_dir: Path, patience: int, epochs: int):
@@ -363,9 +374,12 @@ def train(
     backbone_weights: Path | None = None,
     verbose: int | None = None,
     teachers: list[Path] | None = None,
+    refit: dict | None = None,
 ) -> dict:
     """Train (or resume) `spec`; writes model.keras, history.csv, train.json and, for pre-training, the backbone.
-    With `teachers` (run folders) the training targets mix the labels with the teachers' probabilities."""
+    With `teachers` (run folders) the training targets mix the labels with the teachers' probabilities. With
+    `refit` (trainer/refit.py: record) val joins the training faces, nothing is validated or early-stopped, and
+    training stops after refit["epochs"] epochs of the recipe's schedule."""
     import keras
 
     r = spec.recipe
@@ -377,6 +391,11 @@ def train(
     first = json.loads((run_dir / "train.json").read_text()) if resuming and (run_dir / "train.json").is_file() else {}
     if resuming:
         _check_same_teachers(first, distill, run_dir)
+        if first.get("refit") != refit:
+            raise UserError(
+                f"{run_dir} holds an interrupted run of another kind (refit or not, or of another selection); "
+                "fix: resume it with its own command, or pass another --runs"
+            )
         _check_backup(run_dir / "backup")
     else:  # a fresh run, not a resume: drop the old curves and checkpoint
         for stale in ("history.csv", "best.keras", "train.json", "budget.json"):
@@ -388,6 +407,11 @@ def train(
     tr = data.load("train", spec.labels, preprocess)
     va = data.load("val", spec.labels, preprocess)
     log.info("train %s | val %s", tr.counts(), va.counts())
+    if refit is not None:
+        from .refit import joined
+
+        tr = joined(tr, va)  # val is training data from here on: nothing below may choose on it
+        log.info("refit on train + val %s, stopping after epoch %d of %d", tr.counts(), refit["epochs"], r.epochs)
     if spec.arch == "resnet" and backbone == "fer-resnet" and backbone_weights is None and spec.class_set != "fer6":
         log.warning("no backbone weights given: the resnet trains from random initialisation (no transfer)")
     model = build_model(spec, backbone, backbone_weights, preprocess.input_shape)
@@ -403,6 +427,7 @@ def train(
         )
     if not resuming:  # what a resume must agree with, on disk before the first checkpoint (a kill can come next)
         start = {"teachers": distill.records if distill else [], "head_from_pretrain": head_init}
+        start |= {"refit": refit} if refit is not None else {}
         _write_info(run_dir, _started(spec, backbone, backbone_weights, preprocess, data) | start)
     steps = int(np.ceil(len(tr.y) / r.batch_size))
     # Linear warm-up (in the budget callback) shields pre-trained backbone weights from the new head's first gradients.
@@ -411,20 +436,27 @@ def train(
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
         metrics=["accuracy"],
     )
-    budget = _budget_callback(keras, run_dir, r.learning_rate, r.warmup_epochs, r.epochs, steps, r.max_minutes)
+    last = refit["epochs"] if refit is not None else r.epochs
+    budget = _budget_callback(
+        keras, run_dir, r.learning_rate, r.warmup_epochs, r.epochs, steps, r.max_minutes, last_epoch=last
+    )
+
+    def val_batches():  # a fresh pipeline for fit and for the final evaluation, as before refits existed
+        return batches(keras, FaceBatches(va, r.batch_size, len(spec.labels), False, r.seed, False))
+
     callbacks = [
         # resume after an interruption or a time limit; deleted below only when the run is complete
         # double_checkpoint: the previous epoch's checkpoint is kept and used if the latest was cut mid-write
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False, double_checkpoint=True),
-        *_resumable_callbacks(keras, run_dir, r.patience, r.epochs),
+        *(_resumable_callbacks(keras, run_dir, r.patience, r.epochs) if refit is None else ()),
         budget,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
     t0 = time.monotonic()
     hist = model.fit(
         batches(keras, training_faces(spec, tr, distill), workers=_workers()),
-        validation_data=batches(keras, FaceBatches(va, r.batch_size, len(spec.labels), False, r.seed, False)),
-        epochs=r.epochs,
+        validation_data=val_batches() if refit is None else None,
+        epochs=last,
         callbacks=callbacks,
         verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
     )
@@ -439,11 +471,11 @@ def train(
         backbone_model = keras.Model(model.input, model.get_layer("gap").output, name="backbone")
         backbone_model.save_weights(str(run_dir / BACKBONE_FILE))
         save_head(model, run_dir, spec.labels)
-    val_loss, val_acc = model.evaluate(
-        batches(keras, FaceBatches(va, r.batch_size, len(spec.labels), False, r.seed, False)), verbose=0
-    )
+    # a refit has seen val: its val numbers would say nothing, so none are kept
+    val_loss, val_acc = model.evaluate(val_batches(), verbose=0) if refit is None else (None, None)
     info = _started(spec, backbone, backbone_weights, preprocess, data) | {
         "head_from_pretrain": head_init,
+        **({"refit": refit} if refit is not None else {}),
         "teachers": distill.records if distill else [],
         "params": int(model.count_params()),
         "train_counts": tr.counts(),
@@ -456,12 +488,18 @@ def train(
         "minutes_total": round(json.loads((run_dir / "budget.json").read_text())["seconds"] / 60.0, 1)
         if (run_dir / "budget.json").is_file()
         else None,
-        "best_val_accuracy": round(float(val_acc), 4),
-        "val_loss": round(float(val_loss), 4),
+        "best_val_accuracy": round(float(val_acc), 4) if val_acc is not None else None,
+        "val_loss": round(float(val_loss), 4) if val_loss is not None else None,
         **backend,
     }
     _write_info(run_dir, info)
-    log.info("%s: val accuracy %.4f after %d epochs (%.0f s)", spec.name, val_acc, info["epochs_run"], seconds)
+    log.info(
+        "%s: val accuracy %s after %d epochs (%.0f s)",
+        spec.name,
+        info["best_val_accuracy"],
+        info["epochs_run"],
+        seconds,
+    )
     return info
 
 

@@ -1,0 +1,102 @@
+"""Refit (trainer/refit.py, `emotion-trainer refit`): every shipped model can be refit from what is committed, and
+the pieces fail the way they should. The end-to-end refit (train + export + evaluate) runs in
+tests/test_trainer_smoke.py::test_refit_on_train_and_val_keeps_the_selection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge.core.errors import UserError
+from edge.core.manifest import Manifest
+from edge.core.paths import models_dir
+from trainer import refit
+from trainer.__main__ import refit_plan
+from trainer.dataset import Split
+
+SHIPPED = Manifest(models_dir()).names
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_can_be_refit_from_committed_inputs(name):
+    """Its recorded command parses, rebuilds its recorded recipe, names its committed teachers (same sha256) and
+    backbone; the refit stops at the best epoch of the val curve in its report and keeps its decision settings."""
+    spec, sel, record = refit_plan(models_dir(), name)
+    entry = Manifest(models_dir()).entry(name).data
+    history = json.loads((models_dir() / "reports" / f"{name}.json").read_text())["history"]
+    vals = [row["val_accuracy"] for row in history]
+    assert record["epochs"] == vals.index(max(vals)) + 1 <= spec.recipe.epochs
+    assert record["of"]["int8_sha256"] == entry["variants"]["int8"]["sha256"]
+    assert record["tta"] == entry["tta"] and record["calibration"] == entry.get("calibration")
+    assert len(sel.teacher) == len(entry["training"].get("teachers") or [])
+    assert all((t / "model.keras").is_file() for t in sel.teacher)
+    if spec.arch == "resnet":
+        assert sel.backbone_weights is not None and sel.backbone_weights.is_file()
+
+
+def test_the_recorded_command_is_read_after_any_program_name():
+    assert refit.selection_argv("/x/trainer/__main__.py train binary-scratch /d --seed 3") == [
+        "train",
+        "binary-scratch",
+        "/d",
+        "--seed",
+        "3",
+    ]
+    assert refit.selection_argv("emotion-trainer suite /d --smoke")[:2] == ["suite", "/d"]
+    with pytest.raises(UserError, match="not an 'emotion-trainer train' or 'suite' run"):
+        refit.selection_argv("emotion-trainer refit binary-scratch /d")  # a refit is not refit again
+
+
+def test_best_epoch_is_the_first_best_and_needs_a_val_curve():
+    assert refit.best_epoch([{"val_accuracy": 0.5}, {"val_accuracy": 0.7}, {"val_accuracy": 0.7}]) == 2
+    for history in ([], [{"val_accuracy": 0.5}, {"accuracy": 0.9}]):
+        with pytest.raises(UserError, match="no per-epoch val curve"):
+            refit.best_epoch(history)
+
+
+def test_joined_puts_val_after_train_and_refuses_other_labels():
+    def split(n, labels=("happy", "sad"), size=4):
+        return Split(np.zeros((n, size, size, 3), np.uint8), np.arange(n) % 2, labels, [str(i) for i in range(n)], {})
+
+    both = refit.joined(split(5), split(3))
+    assert both.x.shape[0] == 8 and both.counts() == {"happy": 5, "sad": 3} and both.paths[5:] == ["0", "1", "2"]
+    with pytest.raises(UserError, match="differ in labels"):
+        refit.joined(split(5), split(3, ("happy", "neutral")))
+    with pytest.raises(UserError, match="differ in labels or face size"):
+        refit.joined(split(5), split(3, size=8))
+
+
+def test_a_changed_teacher_or_recipe_is_refused(tmp_path):
+    """A teacher whose bytes differ from the recorded sha256, or code whose recipe for the command differs from the
+    recorded one, would refit something else: both are one-line errors before training."""
+    name = next(n for n in SHIPPED if Manifest(models_dir()).entry(n).data["training"].get("teachers"))
+    models = tmp_path / "models"
+    shutil.copytree(models_dir() / "reports", models / "reports")
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    spec, sel, _ = refit_plan(models, name)
+    entry = Manifest(models).entry(name)
+    fake = tmp_path / "teacher"
+    fake.mkdir()
+    blob = bytearray((sel.teacher[0] / "model.keras").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (fake / "model.keras").write_bytes(bytes(blob))
+    with pytest.raises(UserError, match="not the ones it learnt from"):
+        refit.check_teachers([fake, *sel.teacher[1:]], entry)
+    with pytest.raises(UserError, match="is not here"):
+        refit.check_teachers([tmp_path / "missing"], entry)
+    manifest["models"][name]["training"]["recipe"]["dropout"] = 0.1
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"no longer gives its recorded recipe \(dropout differ\)"):
+        refit_plan(models, name)
+
+
+def test_refit_of_a_model_not_in_the_manifest_is_one_line(run, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "manifest.json").write_text(json.dumps({"schema_version": 1, "models": {}}))
+    proc = run("trainer", "refit", "binary-scratch", tmp_path, "--models", tmp_path / "models")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "binary-scratch is not in" in proc.stderr and "fix:" in proc.stderr

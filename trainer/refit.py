@@ -1,0 +1,105 @@
+"""Refit: a shipped model's training run again, on train + val, stopped at the epoch its selection chose.
+
+Selection (epochs, test-time augmentation, decision offsets, which run ships) used val; once it is made, val
+is 12% more faces to learn from. The refit repeats the shipped model's recorded command (its manifest
+`provenance.command`, parsed by the real CLI, checked against the recorded recipe and teachers), with the
+val faces added to the training faces and the same learning-rate schedule cut at the best epoch of the
+selection run's val curve (the report's history). Val cannot judge the result, so it keeps the selection
+model's TTA and calibration (`evaluate` reads them from `training.refit`) and is judged on test only.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from edge.core.errors import UserError
+from edge.core.manifest import ModelEntry, sha256_file
+
+from .dataset import Split
+from .specs import ModelSpec
+
+
+def selection_argv(command: str) -> list[str]:
+    """The CLI arguments of a recorded `emotion-trainer train SPEC DATA ...` or `... suite DATA ...` (any program
+    name before the subcommand)."""
+    words = shlex.split(command)
+    at = next((i for i, w in enumerate(words) if w in ("train", "suite")), None)
+    if at is None:
+        raise UserError(
+            f"the recorded command {command!r} is not an 'emotion-trainer train' or 'suite' run; fix: refit a "
+            "model that one of them made (its manifest provenance.command)"
+        )
+    return words[at:]
+
+
+def best_epoch(history: list[dict]) -> int:
+    """1-based epoch of the highest val accuracy: the epoch whose weights the checkpoint kept (first of ties)."""
+    vals = [row.get("val_accuracy") for row in history]
+    if not vals or any(v is None for v in vals):
+        raise UserError(
+            "the model's report has no per-epoch val curve, so the epoch to stop at is unknown; fix: re-evaluate "
+            "it with --runs pointing at its training run folder (which holds history.csv)"
+        )
+    return int(np.argmax(np.asarray(vals, dtype=np.float64))) + 1
+
+
+def check_recipe(spec: ModelSpec, entry: ModelEntry) -> None:
+    """The recipe rebuilt from the recorded command must be the recipe recorded (time limits aside)."""
+    recorded = dict(entry.data["training"]["recipe"])
+    rebuilt = spec.recipe.to_dict()
+    for d in (recorded, rebuilt):
+        d.pop("max_minutes", None)
+    differ = sorted(k for k in set(recorded) | set(rebuilt) if recorded.get(k) != rebuilt.get(k))
+    if differ:
+        raise UserError(
+            f"{entry.name}'s recorded command no longer gives its recorded recipe ({', '.join(differ)} differ); "
+            "fix: refit with the code that trained it (git checkout of its commit)"
+        )
+
+
+def check_teachers(teachers: list[Path], entry: ModelEntry) -> None:
+    """The teachers named by the command are the ones the model learnt from (sha256 of each model.keras)."""
+    recorded = [t["sha256"] for t in entry.data["training"].get("teachers") or []]
+    found = []
+    for t in teachers:
+        path = Path(t) / "model.keras"
+        if not path.is_file():
+            raise UserError(f"teacher {t} is not here; fix: run from the repository root (teachers are committed)")
+        found.append(sha256_file(path))
+    if found != recorded:
+        raise UserError(
+            f"the teachers in {entry.name}'s command are not the ones it learnt from (sha256 differ); "
+            "fix: restore the committed teachers (git checkout trainer/teachers)"
+        )
+
+
+def record(entry: ModelEntry, history: list[dict]) -> dict:
+    """What train.json (and the refit model's manifest entry) keep about the selection it refits."""
+    return {
+        "of": {
+            "version": entry.data.get("version"),
+            "int8_sha256": entry.data["variants"]["int8"]["sha256"],
+            "command": entry.data["provenance"]["command"],
+            "trained": entry.data["provenance"]["trained"],
+        },
+        "splits": ["train", "val"],
+        "epochs": best_epoch(history),
+        "tta": entry.data.get("tta") or "none",
+        "calibration": entry.data.get("calibration"),
+    }
+
+
+def joined(train: Split, val: Split) -> Split:
+    """The training faces of a refit: train followed by val (same labels, same preprocessing)."""
+    if train.labels != val.labels or train.x.shape[1:] != val.x.shape[1:]:
+        raise UserError("train and val differ in labels or face size; fix: prepare both with the same spec")
+    return Split(
+        np.concatenate([train.x, val.x]),
+        np.concatenate([train.y, val.y]),
+        train.labels,
+        [*train.paths, *val.paths],
+        {k: train.skipped.get(k, 0) + val.skipped.get(k, 0) for k in {*train.skipped, *val.skipped}},
+    )
