@@ -18,12 +18,20 @@ JOBS = sorted((ROOT / "trainer" / "gpu").glob("*.jobs"))
 RUNNER_OPTIONS = ("cache", "max_minutes", "runs", "data")  # what run.sh itself adds to every line
 
 
-def job_lines(path: Path) -> list[tuple[str, str, str, str, list[str]]]:
-    """(name, cores, subcommand, spec, args) per line: `NAME CORES SPEC ARGS...` trains, `NAME CORES refit SPEC
-    ARGS...` refits (run.sh's two forms)."""
+def job_lines(path: Path) -> list[tuple[str, str, str, list[str]]]:
+    """(name, cores, subcommand, its CLI arguments before the data folder's) per line, in run.sh's three forms:
+    `NAME CORES SPEC ARGS...` trains, `NAME CORES refit SPEC ARGS...` refits, `NAME CORES pretrain ARGS...`."""
     rows = [shlex.split(line) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert all(len(r) >= 3 + (r[2] == "refit") for r in rows), path
-    return [(r[0], r[1], "refit", r[3], r[4:]) if r[2] == "refit" else (r[0], r[1], "train", r[2], r[3:]) for r in rows]
+    out = []
+    for name, cores, first, *rest in rows:
+        if first == "refit":
+            out.append((name, cores, "refit", [rest[0], "/tmp/data/fer2013", *rest[1:]]))
+        elif first == "pretrain":
+            out.append((name, cores, "pretrain", ["/tmp/data/fer2013", *rest]))
+        else:
+            out.append((name, cores, "train", [first, "/tmp/data/fer2013", *rest]))
+    return out
 
 
 def parse_train(args: list[str]) -> dict:
@@ -39,25 +47,25 @@ def test_there_are_jobs_files():
 def test_every_line_parses_names_committed_inputs_and_pins_its_own_cores(path):
     names: set[str] = set()
     cores: set[int] = set()
-    for name, span, sub, spec, args in job_lines(path):
-        opts = parse_train([sub, spec, "/tmp/data/fer2013", *args])
+    for name, span, sub, args in job_lines(path):
+        opts = parse_train([sub, *args])
         assert opts["cmd"] == sub and name not in names
         names.add(name)
         lo, hi = (int(x) for x in span.split("-"))
         assert 0 <= lo <= hi < 16 and not cores & set(range(lo, hi + 1)), (path.name, name, span)
         cores |= set(range(lo, hi + 1))
         if sub == "refit":  # its inputs are the shipped model's: tests/test_refit.py checks each can be refit
-            assert spec in json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
+            assert opts["spec"] in json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
             continue
         for teacher in opts["teacher"] or []:
             assert (ROOT / teacher / "train.json").is_file() and (ROOT / teacher / "model.keras").is_file(), teacher
         if opts["backbone_weights"]:
             assert (ROOT / opts["backbone_weights"]).is_file()
-            assert spec.endswith("-resnet")
+            assert sub == "pretrain" or opts["spec"].endswith("-resnet")
 
 
 def test_each_gpu_trained_shipped_model_matches_its_jobs_line():
-    lines = {(row[0], row[3]): row for path in JOBS for row in job_lines(path)}
+    lines = {(row[0], parse_train([row[2], *row[3]]).get("spec")): row for path in JOBS for row in job_lines(path)}
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
     checked = 0
     for name, entry in manifest["models"].items():
@@ -65,8 +73,8 @@ def test_each_gpu_trained_shipped_model_matches_its_jobs_line():
         run = re.search(r"--runs /tmp/r/(\S+)", entry["provenance"]["command"])
         if run is None:  # not trained by run.sh
             continue
-        _, _, sub, _, args = lines[(run.group(1), name)]
-        assert parse_train(command[command.index(sub) :]) == parse_train([sub, name, "/d", *args])
+        _, _, sub, args = lines[(run.group(1), name)]
+        assert parse_train(command[command.index(sub) :]) == parse_train([sub, *args])
         assert entry["training"]["device"].startswith("GPU")
         checked += 1
     assert checked >= 1
