@@ -94,6 +94,17 @@ def test_a_changed_teacher_or_recipe_is_refused(tmp_path):
         refit_plan(models, name)
 
 
+def test_a_refit_is_not_refit_again(tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(models_dir() / "reports", models / "reports")
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    name = SHIPPED[0]
+    manifest["models"][name]["training"]["refit"] = {"epochs": 1}
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="already a refit"):
+        refit_plan(models, name)
+
+
 def test_refit_of_a_model_not_in_the_manifest_is_one_line(run, tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "manifest.json").write_text(json.dumps({"schema_version": 1, "models": {}}))

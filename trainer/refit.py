@@ -78,6 +78,11 @@ def check_teachers(teachers: list[Path], entry: ModelEntry) -> None:
 
 def record(entry: ModelEntry, history: list[dict]) -> dict:
     """What train.json (and the refit model's manifest entry) keep about the selection it refits."""
+    if entry.data.get("training", {}).get("refit"):
+        raise UserError(
+            f"{entry.name} is already a refit on train + val; fix: restore the model it refits (git checkout "
+            "models/) and refit that one"
+        )
     return {
         "of": {
             "version": entry.data.get("version"),
