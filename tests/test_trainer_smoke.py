@@ -408,3 +408,36 @@ def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root):
     proc = run("trainer", "ensemble", "binary-scratch", *common, one, base / "runs" / "multiclass3-resnet")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "not ['happy', 'sad']" in proc.stderr
+
+
+def test_a_refit_cut_by_its_time_limit_resumes_only_as_the_same_refit(suite, run, fer_root, tmp_path):
+    """A refit split over sittings: `--max-minutes 0` stops it after its first epoch with a checkpoint, the same
+    command finishes it at the chosen epoch; resuming it as the refit of another selection is one line, exit 2.
+    (The selection's val curve is edited so that its best epoch is the second of two.)"""
+    base, _ = suite
+    models = _copy_models(suite, tmp_path)
+    path = models / "reports" / "binary-scratch.json"
+    report = json.loads(path.read_text())
+    report["history"] = [row | {"val_accuracy": 0.5 + 0.1 * i} for i, row in enumerate(report["history"][:2])]
+    path.write_text(json.dumps(report))
+    common = [fer_root, "--smoke", "--runs", tmp_path / "runs", "--models", models, "--cache", base / "cache"]
+    run_dir = tmp_path / "runs" / "refit" / "binary-scratch"
+
+    proc = run("trainer", "refit", "binary-scratch", *common, "--max-minutes", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "for 1 of 2 epochs" in proc.stdout and "run the same command to continue" in proc.stdout
+    assert json.loads((run_dir / "train.json").read_text())["complete"] is False and (run_dir / "backup").is_dir()
+
+    report["history"][0]["val_accuracy"] = 0.9  # now the recorded curve chooses epoch 1: another refit
+    path.write_text(json.dumps(report))
+    proc = run("trainer", "refit", "binary-scratch", *common)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "interrupted run of another kind" in proc.stderr
+
+    report["history"][0]["val_accuracy"] = 0.5
+    path.write_text(json.dumps(report))
+    proc = run("trainer", "refit", "binary-scratch", *common)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((run_dir / "train.json").read_text())
+    assert info["complete"] is True and info["epochs_run"] == 2 and info["refit"]["epochs"] == 2
+    assert not (run_dir / "backup").exists() and len(read_history(run_dir)) == 2
