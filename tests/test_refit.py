@@ -94,6 +94,17 @@ def test_a_changed_teacher_or_recipe_is_refused(tmp_path):
         refit_plan(models, name)
 
 
+def test_a_recorded_command_this_cli_cannot_parse_is_one_line(tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(models_dir() / "reports", models / "reports")
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    name = SHIPPED[0]
+    manifest["models"][name]["provenance"]["command"] += " --option-of-another-version 3"
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"does not parse with this CLI \(.*--option-of-another-version"):
+        refit_plan(models, name)
+
+
 def test_a_refit_is_not_refit_again(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(models_dir() / "reports", models / "reports")

@@ -366,6 +366,8 @@ def refit_plan(models: Path, name: str, max_minutes: float | None = None):
     """(spec, the selection's parsed command, refit record) to refit NAME as MODELS records it: the recorded command
     parsed by this CLI and checked against the recorded recipe and teachers (trainer/refit.py). Relative paths in
     the command (teachers, backbone weights) are the repository's when they are not found from here."""
+    import contextlib
+    import io
     import json
 
     from edge.core.manifest import Manifest
@@ -379,7 +381,15 @@ def refit_plan(models: Path, name: str, max_minutes: float | None = None):
     report = models / "reports" / f"{name}.json"
     history = json.loads(report.read_text()).get("history", []) if report.is_file() else []
     record = refit.record(entry, history)
-    sel = build_parser().parse_args(refit.selection_argv(record["of"]["command"]))
+    with contextlib.redirect_stderr(io.StringIO()) as said:  # argparse's usage text would make it many lines
+        try:
+            sel = build_parser().parse_args(refit.selection_argv(record["of"]["command"]))
+        except SystemExit:
+            why = (said.getvalue().strip().splitlines() or ["?"])[-1].split("error: ", 1)[-1]
+            raise UserError(
+                f"{name}'s recorded command does not parse with this CLI ({why}); fix: refit with the code that "
+                "trained it (git checkout of its commit)"
+            ) from None
     made = sel.spec if sel.cmd == "train" else sel.specs  # `suite` trains several (None: all)
     if made is not None and name not in made.split(","):
         raise UserError(f"{name}'s recorded command trains {made!r}; fix: refit the model that command made")
@@ -393,6 +403,7 @@ def refit_plan(models: Path, name: str, max_minutes: float | None = None):
 
 
 def cmd_refit(args) -> int:
+    from edge.core.manifest import Manifest
     from edge.core.preprocess import PreprocessSpec
     from trainer.specs import get_spec
     from trainer.train import train
@@ -400,8 +411,6 @@ def cmd_refit(args) -> int:
     name = get_spec(args.spec).name
     spec, sel, record = refit_plan(_models_dir(args), name, args.max_minutes)
     weights = _backbone_weights(sel) if spec.arch == "resnet" else None  # the file the selection fine-tuned from
-    from edge.core.manifest import Manifest
-
     info = train(
         spec,
         _data(args),
