@@ -1,7 +1,7 @@
 """Refit: a shipped model's training run again, on train + val, stopped at the epoch its selection chose.
 
 Selection (epochs, test-time augmentation, decision offsets, which run ships) used val; once it is made, val
-is 12% more faces to learn from. The refit repeats the shipped model's recorded command (its manifest
+is about 13% more faces to learn from. The refit repeats the shipped model's recorded command (its manifest
 `provenance.command`, parsed by the real CLI, checked against the recorded recipe and teachers), with the
 val faces added to the training faces and the same learning-rate schedule cut at the best epoch of the
 selection run's val curve (the report's history). Val cannot judge the result, so it keeps the selection
