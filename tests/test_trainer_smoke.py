@@ -381,6 +381,10 @@ def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_pa
     assert entry["variants"]["int8"]["sha256"] != selection["variants"]["int8"]["sha256"]
     proc = run("trainer", "report", "--models", models)
     assert proc.returncode == 0 and "refit on train + val" in (models / "report.html").read_text(), proc.stderr
+    suite = ["suite", fer_root, "--smoke", "--specs", "binary-scratch", "--runs", base / "runs", "--models", models]
+    proc = run("trainer", *suite, "--cache", base / "cache")  # the refit's selection run is there: left alone
+    assert proc.returncode == 0 and "binary-scratch: finished" in proc.stdout, proc.stderr[-2000:]
+    assert Manifest(models).entry("binary-scratch").data == entry
 
     changed = json.loads((models / "manifest.json").read_text())  # the selection as recorded, its seed altered
     changed["models"]["binary-scratch"] = selection | {

@@ -467,7 +467,8 @@ def cmd_evaluate(args) -> int:
 
 
 def _finished(args, name: str) -> bool:
-    """Trained, exported from that training run, and evaluated: the suite leaves it alone."""
+    """Trained, exported from that training run (or refit from it: `refit`), and evaluated: the suite leaves it
+    alone."""
     import json
 
     from edge.core.manifest import Manifest
@@ -478,7 +479,9 @@ def _finished(args, name: str) -> bool:
         return False
     entry = manifest.entry(name).data
     trained = json.loads(info_path.read_text()).get("date")
-    return bool(entry.get("metrics")) and (entry.get("provenance") or {}).get("trained") == trained
+    refit_of = ((entry.get("training") or {}).get("refit") or {}).get("of", {})
+    shipped = {(entry.get("provenance") or {}).get("trained"), refit_of.get("trained")}
+    return bool(entry.get("metrics")) and trained in shipped
 
 
 def _complete(run_dir: Path) -> bool:
