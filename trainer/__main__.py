@@ -481,7 +481,7 @@ def _finished(args, name: str) -> bool:
     trained = json.loads(info_path.read_text()).get("date")
     refit_of = ((entry.get("training") or {}).get("refit") or {}).get("of", {})
     shipped = {(entry.get("provenance") or {}).get("trained"), refit_of.get("trained")}
-    return bool(entry.get("metrics")) and trained in shipped
+    return bool(entry.get("metrics")) and trained is not None and trained in shipped
 
 
 def _complete(run_dir: Path) -> bool:
