@@ -69,14 +69,21 @@ def test_joined_puts_val_after_train_and_refuses_other_labels():
         refit.joined(split(5), split(3, size=8))
 
 
+def _shipped_copy(tmp_path, edit=lambda models: None):
+    """A models folder with the shipped manifest (after `edit` of its "models" table) and reports, no model files."""
+    models = tmp_path / "models"
+    shutil.copytree(models_dir() / "reports", models / "reports")
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    edit(manifest["models"])
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    return models
+
+
 def test_a_changed_teacher_or_recipe_is_refused(tmp_path):
     """A teacher whose bytes differ from the recorded sha256, or code whose recipe for the command differs from the
     recorded one, would refit something else: both are one-line errors before training."""
     name = next(n for n in SHIPPED if Manifest(models_dir()).entry(n).data["training"].get("teachers"))
-    models = tmp_path / "models"
-    shutil.copytree(models_dir() / "reports", models / "reports")
-    manifest = json.loads((models_dir() / "manifest.json").read_text())
-    (models / "manifest.json").write_text(json.dumps(manifest))
+    models = _shipped_copy(tmp_path)
     spec, sel, _ = refit_plan(models, name)
     entry = Manifest(models).entry(name)
     fake = tmp_path / "teacher"
@@ -88,30 +95,25 @@ def test_a_changed_teacher_or_recipe_is_refused(tmp_path):
         refit.check_teachers([fake, *sel.teacher[1:]], entry)
     with pytest.raises(UserError, match="is not here"):
         refit.check_teachers([tmp_path / "missing"], entry)
-    manifest["models"][name]["training"]["recipe"]["dropout"] = 0.1
-    (models / "manifest.json").write_text(json.dumps(manifest))
+    models = _shipped_copy(tmp_path / "changed", lambda m: m[name]["training"]["recipe"].update(dropout=0.1))
     with pytest.raises(UserError, match=r"no longer gives its recorded recipe \(dropout differ\)"):
         refit_plan(models, name)
 
 
 def test_a_recorded_command_this_cli_cannot_parse_is_one_line(tmp_path):
-    models = tmp_path / "models"
-    shutil.copytree(models_dir() / "reports", models / "reports")
-    manifest = json.loads((models_dir() / "manifest.json").read_text())
     name = SHIPPED[0]
-    manifest["models"][name]["provenance"]["command"] += " --option-of-another-version 3"
-    (models / "manifest.json").write_text(json.dumps(manifest))
+
+    def edit(m):
+        m[name]["provenance"]["command"] += " --option-of-another-version 3"
+
+    models = _shipped_copy(tmp_path, edit)
     with pytest.raises(UserError, match=r"does not parse with this CLI \(.*--option-of-another-version"):
         refit_plan(models, name)
 
 
 def test_a_refit_is_not_refit_again(tmp_path):
-    models = tmp_path / "models"
-    shutil.copytree(models_dir() / "reports", models / "reports")
-    manifest = json.loads((models_dir() / "manifest.json").read_text())
     name = SHIPPED[0]
-    manifest["models"][name]["training"]["refit"] = {"epochs": 1}
-    (models / "manifest.json").write_text(json.dumps(manifest))
+    models = _shipped_copy(tmp_path, lambda m: m[name]["training"].update(refit={"epochs": 1}))
     with pytest.raises(UserError, match="already a refit"):
         refit_plan(models, name)
 
