@@ -32,7 +32,7 @@ def _models_table(root: Path | None) -> int:
         return 1
     print(
         f"{'model':<20} {'labels':<30} {'int8 acc':>8} {'macro-F1':>8} {'float acc':>9} {'agree':>6} {'int8 ms':>7} "
-        f"{'size KB':>7} {'epochs':>6} {'train min':>9} version"
+        f"{'tta':<9} {'size KB':>7} {'epochs':>6} {'train min':>9} version"
     )
     for name in manifest.names:
         entry = manifest.entry(name)
@@ -46,8 +46,8 @@ def _models_table(root: Path | None) -> int:
             f"{name + star:<20} {','.join(e['labels']):<30} {fmt(i8.get('accuracy'), '8.4f')} "
             f"{fmt((i8.get('macro') or {}).get('f1'), '8.4f')} {fmt(fl.get('accuracy'), '9.4f')} "
             f"{fmt(m.get('int8_float_agreement'), '6.3f')} {fmt((lat.get('int8') or {}).get('p50'), '7.2f')} "
-            f"{e['variants']['int8']['size_bytes'] / 1024:7.0f} {fmt(tr.get('epochs_run'), '6d')} "
-            f"{fmt(minutes, '9.0f')} {entry.version}"
+            f"{e.get('tta') or 'none':<9} {e['variants']['int8']['size_bytes'] / 1024:7.0f} "
+            f"{fmt(tr.get('epochs_run'), '6d')} {fmt(minutes, '9.0f')} {entry.version}"
         )
     print(
         f"* default model. Metrics: {manifest.path} (split={m.get('split', '-')}, produced by 'emotion-trainer "

@@ -47,6 +47,12 @@ def test_every_model_with_manifest_numbers(report):
                 for v in row:
                     assert f">{v}</text>" in section
         assert '<svg class="cm"' in section and "<polyline" in section  # confusion picture and curves
+        entry = manifest.entry(name).data
+        tta = re.search(r"Test-time augmentation</span>: <b>([a-z-]+)</b>.*?passes per face</span>: (\d+)", section)
+        assert tta and tta.group(1) == entry["tta"], name  # what the device applies, as the manifest says
+        assert int(tta.group(2)) == {"none": 1, "flip": 2, "zoom-flip": 6}[entry["tta"]]
+        for policy, acc in ((entry.get("tta_selection") or {}).get("int8_accuracy") or {}).items():
+            assert f"{policy} <span class='num'>{acc:.4f}</span>" in section  # what val measured for each
         row = re.search(rf"<tr data-row='{re.escape(name)}'[^>]*>(.*?)</tr>", page, re.S).group(1)
         assert f"{m['int8']['accuracy']:.4f}" in row
     assert "Matriz de confusión" in page  # Spanish labels travel with the page

@@ -55,3 +55,23 @@ def test_shipped_model_loads_and_scores(name, variant, fer_root):
     assert balanced >= floor, (
         f"{name} {variant}: balanced accuracy {balanced:.3f} < floor {floor:.3f} (reported {reported:.3f})"
     )
+
+
+def test_readme_table_is_the_models_command_output():
+    """The README's shipped-models table is `emotion-edge models` as it prints today: no number typed by hand, none
+    left behind by a re-evaluation."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not NAMES:
+        pytest.skip(f"no models shipped yet in {MANIFEST.path}")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "models"], capture_output=True, text=True, cwd=root, timeout=120, check=True
+    )
+    printed = [ln for ln in proc.stdout.splitlines() if ln.split() and ln.split()[0].rstrip("*") in NAMES]
+    readme = (root / "README.md").read_text().splitlines()
+    header = next(i for i, ln in enumerate(readme) if ln.startswith("model") and "int8 acc" in ln)
+    assert readme[header] == proc.stdout.splitlines()[0]
+    assert readme[header + 1 : header + 1 + len(printed)] == printed

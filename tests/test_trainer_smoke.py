@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.classify import tta
 from edge.classify.tflite import TFLiteClassifier
+from edge.classify.tta import POLICIES as TTA_POLICIES
 from edge.core.errors import ModelError
 from edge.core.manifest import Manifest, sha256_file
+from trainer.evaluate import choose_tta
 from trainer.specs import SMOKE_PER_CLASS
 from trainer.train import read_history
 
@@ -134,11 +137,52 @@ def test_flip_tta_averages_face_and_mirror(suite, tmp_path):
     expected = plain.probabilities(face) + plain.probabilities(np.ascontiguousarray(face[:, ::-1]))
     np.testing.assert_allclose(flip.probabilities(face), expected / expected.sum(), atol=1e-6)
     m = Manifest(suite[0] / "models").entry("binary-scratch").data
-    assert m["tta"] in ("none", "flip") and m["tta_selection"]["split"] == "val"
+    assert m["tta"] in TTA_POLICIES and m["tta_selection"]["split"] == "val"
+    assert set(m["tta_selection"]["int8_accuracy"]) == set(TTA_POLICIES)  # every policy was tried on val
+    assert m["tta"] == choose_tta(m["tta_selection"]["int8_accuracy"])
+
+
+def test_zoom_flip_tta_averages_six_views_in_one_call_or_six(suite, tmp_path, astronaut):
+    """ "zoom-flip" averages the face scaled by 1, 1.1 and 1/1.1 about its centre, each with its mirror; the
+    batched path (one interpreter call for several faces) gives what one call per view gives."""
+    import cv2
+
+    from edge.core.preprocess import preprocess_face
+    from edge.core.types import Box
+
+    root = _copy_models(suite, tmp_path)
+    plain = TFLiteClassifier.from_manifest("binary-scratch", root=root)
+    _edit(root, "binary-scratch", lambda e: e.update(tta="zoom-flip"))
+    zoomed = TFLiteClassifier.from_manifest("binary-scratch", root=root)
+    face = preprocess_face(astronaut, Box(170, 40, 320, 260), plain.spec)
+    side = face.shape[0]
+    big = int(round(side * 1.1))
+    o = (big - side) // 2
+    zoom_in = cv2.resize(face, (big, big), interpolation=cv2.INTER_LINEAR)[o : o + side, o : o + side]
+    views = tta.views(face, "zoom-flip")
+    assert len(views) == 6 and np.array_equal(views[0], face) and np.array_equal(views[1], face[:, ::-1])
+    assert np.abs(views[2].astype(int) - zoom_in.reshape(face.shape)).mean() < 4  # a 1.1 zoom into the centre
+    assert np.array_equal(views[3], views[2][:, ::-1]) and np.array_equal(views[5], views[4][:, ::-1])
+    assert np.array_equal(views[4][0, 0], face[0, 0])  # the 1/1.1 view: border replicated, no black frame
+    expected = np.sum([plain.probabilities(v) for v in views], axis=0)
+    np.testing.assert_allclose(zoomed.probabilities(face), expected / expected.sum(), atol=1e-6)
+    others = [preprocess_face(astronaut, Box(150 + 9 * k, 50, 330, 250), plain.spec) for k in range(3)]
+    for a, b in zip(zoomed.probabilities_batch(others), [zoomed.probabilities(f) for f in others], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    _edit(root, "binary-scratch", lambda e: e.update(tta="zoom"))
+    with pytest.raises(ModelError, match=r"unknown test-time augmentation 'zoom' \(known: none, flip, zoom-flip\)"):
+        TFLiteClassifier.from_manifest("binary-scratch", root=root)
+
+
+def test_a_costlier_tta_must_beat_the_one_kept_by_the_margin_per_extra_pass():
+    assert choose_tta({"none": 0.80, "flip": 0.8019, "zoom-flip": 0.8099}) == "none"  # 1 pass: 0.2 pt, 5: 1 pt
+    assert choose_tta({"none": 0.80, "flip": 0.8021, "zoom-flip": 0.8100}) == "flip"  # 4 more passes than flip
+    assert choose_tta({"none": 0.80, "flip": 0.8021, "zoom-flip": 0.8102}) == "zoom-flip"
+    assert choose_tta({"none": 0.80, "flip": 0.79, "zoom-flip": 0.8101}) == "zoom-flip"
 
 
 def test_models_table_prints_the_manifest(suite, run, monkeypatch):
-    """`emotion-edge models` (the README's table) shows each model's manifest numbers and training time."""
+    """`emotion-edge models` (the README's table) shows each model's manifest numbers, TTA and training time."""
     base, _ = suite
     monkeypatch.setenv("EMOTION_EDGE_MODELS", str(base / "models"))
     proc = run("edge", "models")
@@ -151,6 +195,7 @@ def test_models_table_prints_the_manifest(suite, run, monkeypatch):
             f"{e['metrics']['int8']['accuracy']:.4f}" in line and f"{e['metrics']['int8']['macro']['f1']:.4f}" in line
         )
         *_, epochs, minutes, version = line.split()
+        assert line.split()[7] == e["tta"]  # the test-time augmentation the latency column includes
         assert epochs == str(e["training"]["epochs_run"]) and version == manifest.entry(name).version
         assert minutes == f"{e['training']['minutes_total']:.0f}"  # over every sitting of the run
 
@@ -416,7 +461,8 @@ def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root):
 
 def test_a_refit_cut_by_its_time_limit_resumes_only_as_the_same_refit(suite, run, fer_root, tmp_path):
     """A refit split over sittings: `--max-minutes 0` stops it after its first epoch with a checkpoint, the same
-    command finishes it at the chosen epoch; resuming it as the refit of another selection is one line, exit 2.
+    command finishes it at the chosen epoch, with the selection's current TTA; resuming it as the refit of another
+    selection is one line, exit 2.
     (The selection's val curve is edited so that its best epoch is the second of two.)"""
     base, _ = suite
     models = _copy_models(suite, tmp_path)
@@ -440,8 +486,12 @@ def test_a_refit_cut_by_its_time_limit_resumes_only_as_the_same_refit(suite, run
 
     report["history"][0]["val_accuracy"] = 0.5
     path.write_text(json.dumps(report))
+    # meanwhile val re-chose the selection's TTA (a re-evaluation changes tta and the version hashing it): the
+    # same refit resumes and takes the new decision, as a fresh refit would
+    _edit(models, "binary-scratch", lambda e: e.update(tta="zoom-flip", version="0" * 12))
     proc = run("trainer", "refit", "binary-scratch", *common)
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads((run_dir / "train.json").read_text())
     assert info["complete"] is True and info["epochs_run"] == 2 and info["refit"]["epochs"] == 2
+    assert info["refit"]["tta"] == "zoom-flip" and info["refit"]["of"]["version"] == "0" * 12
     assert not (run_dir / "backup").exists() and len(read_history(run_dir)) == 2

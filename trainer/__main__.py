@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge.classify.tta import POLICIES as TTA_POLICIES
 from edge.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -168,9 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", help="held-out split (default %(default)s; use val for any model choice)")
     s.add_argument(
         "--tta",
-        choices=("auto", "none", "flip"),
+        choices=("auto", *TTA_POLICIES),
         default="auto",
-        help="test-time augmentation: 'auto' picks it on val (default), or force one",
+        help="test-time augmentation (views averaged per face): 'auto' picks it on val (default), or force one",
     )
     s.add_argument(
         "--calibrate",

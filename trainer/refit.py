@@ -97,6 +97,18 @@ def record(entry: ModelEntry, history: list[dict]) -> dict:
     }
 
 
+def training_part(record: dict | None) -> dict | None:
+    """What a resumed refit must share with its first sitting: the selection run it repeats and where it stops.
+    The decision settings (TTA, calibration, and the version that hashes them) may since have been re-chosen
+    on val for the selection model; the refit takes the current ones, as a fresh refit would."""
+    if record is None:
+        return None
+    return {
+        **{k: v for k, v in record.items() if k not in ("tta", "calibration")},
+        "of": {k: v for k, v in record["of"].items() if k != "version"},
+    }
+
+
 def joined(train: Split, val: Split) -> Split:
     """The training faces of a refit: train followed by val (same labels, same preprocessing)."""
     if train.labels != val.labels or train.x.shape[1:] != val.x.shape[1:]:

@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from edge.classify.tta import view_count
 from edge.core.manifest import Manifest
 
 from .figures import architecture_svg, confusion_svg, curve_svg, production_strip
@@ -53,6 +54,10 @@ I18N = {
         "refit on train + val, stopped at the epoch val chose for the model it refits (so no val curve)",
         "reentrenado con train + val hasta la época que val eligió para el modelo que sustituye (sin curva de val)",
     ),
+    "tta": ("Test-time augmentation", "Aumento en inferencia"),
+    "passes": ("passes per face", "pasadas por rostro"),
+    "tta_val": ("val accuracy (int8) of each", "exactitud en val (int8) de cada una"),
+    "tta_carried": ("as chosen for the model it refits", "la elegida para el modelo que sustituye"),
     "size": ("Size", "Tamaño"),
     "latency": ("Latency per face (median, 1 thread)", "Latencia por rostro (mediana, 1 hilo)"),
     "agreement": ("int8 vs float top-1 agreement", "Concordancia top-1 int8 vs float"),
@@ -120,6 +125,21 @@ def _metrics_table(m: dict, labels: list[str]) -> str:
     return f"<table>{''.join(rows)}</table><table class='perclass'>{head}{''.join(body)}</table>"
 
 
+def _tta_line(e: dict) -> str:
+    """The test-time augmentation the device applies, its passes per face, and what val measured for each policy."""
+    policy = e.get("tta") or "none"
+    selection = e.get("tta_selection") or {}
+    scores = ", ".join(
+        f"{html.escape(k)} <span class='num'>{fmt(v)}</span>" for k, v in (selection.get("int8_accuracy") or {}).items()
+    )
+    why = (
+        f" · {t('tta_val')}: {scores}"
+        if scores
+        else (f" · {t('tta_carried')}" if selection.get("carried_from") else "")
+    )
+    return f"<p>{t('tta')}: <b>{html.escape(policy)}</b> ({t('passes')}: {view_count(policy)}){why}</p>"
+
+
 def _model_section(name: str, e: dict, history: list[dict]) -> str:
     m, lat, arch, tr = (
         e.get("metrics") or {},
@@ -142,6 +162,7 @@ def _model_section(name: str, e: dict, history: list[dict]) -> str:
                 f"<h4>{t('confusion')}</h4>{confusion_svg(m[variant]['confusion_matrix'], e['labels'])}</div>"
             )
     parts.append(f"<p>{t('agreement')}: <b class='num'>{fmt(m.get('int8_float_agreement'))}</b></p>")
+    parts.append(_tta_line(e))
     sizes = {v: e["variants"][v]["size_bytes"] for v in e["variants"]}
     parts.append(
         "<table><tr><th>"

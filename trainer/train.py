@@ -20,6 +20,7 @@ from edge.core.preprocess import PreprocessSpec
 
 from .augment import augment_batch
 from .dataset import DataOptions, Split
+from .refit import joined, training_part
 from .specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -391,7 +392,7 @@ def train(
     first = json.loads((run_dir / "train.json").read_text()) if resuming and (run_dir / "train.json").is_file() else {}
     if resuming:
         _check_same_teachers(first, distill, run_dir)
-        if first.get("refit") != refit:
+        if training_part(first.get("refit")) != training_part(refit):
             raise UserError(
                 f"{run_dir} holds an interrupted run of another kind (refit or not, or of another selection); "
                 "fix: resume it with its own command, or pass another --runs"
@@ -408,8 +409,6 @@ def train(
     va = data.load("val", spec.labels, preprocess)
     log.info("train %s | val %s", tr.counts(), va.counts())
     if refit is not None:
-        from .refit import joined
-
         tr = joined(tr, va)  # val is training data from here on: nothing below may choose on it
         log.info("refit on train + val %s, stopping after epoch %d of %d", tr.counts(), refit["epochs"], r.epochs)
     if spec.arch == "resnet" and backbone == "fer-resnet" and backbone_weights is None and spec.class_set != "fer6":

@@ -18,6 +18,8 @@ from edge.stats import latency_summary
 
 from .calibration import apply as apply_calibration
 from .calibration import offsets_vector as calibration_offsets
+from .tta import check as check_tta
+from .tta import views
 
 
 class TFLiteClassifier:
@@ -31,8 +33,9 @@ class TFLiteClassifier:
         tta: str | None = None,
         calibration: dict[str, float] | None = None,
     ):
-        """tta: test-time augmentation, "none" or "flip"; calibration: per-label log-probability offsets ({} for
-        none). Default for both: what the manifest records (chosen on val by 'emotion-trainer evaluate')."""
+        """tta: test-time augmentation, a policy of edge.classify.tta ("none", "flip", "zoom-flip"); calibration:
+        per-label log-probability offsets ({} for none). Default for both: what the manifest records (chosen on val
+        by 'emotion-trainer evaluate')."""
         self.name = entry.name
         self.variant = variant
         try:  # a hand-edited manifest entry: one line, not a KeyError traceback
@@ -58,11 +61,7 @@ class TFLiteClassifier:
         self._out = self._interp.get_output_details()[0]
         # Test-time augmentation chosen on the val split by 'emotion-trainer evaluate' and recorded in the
         # manifest, so the device does exactly what was measured: "flip" averages the face and its mirror.
-        self.tta = tta or entry.data.get("tta", "none")
-        if self.tta not in ("none", "flip"):
-            raise ModelError(
-                f"model {self.name!r} asks for unknown test-time augmentation {self.tta!r}; fix: upgrade emotion-edge"
-            )
+        self.tta = check_tta(tta or entry.data.get("tta") or "none", f"model {self.name!r}")
         table = entry.data.get("calibration") if calibration is None else calibration
         self.calibration = dict(table or {})
         self._offsets = calibration_offsets(table, self.labels, self.name)
@@ -79,9 +78,7 @@ class TFLiteClassifier:
             raise ModelError(
                 f"classifier {self.name!r} expects uint8 {self.spec.input_shape}, got {face.dtype} {face.shape}"
             )
-        probs = self._run(face)
-        if self.tta == "flip":
-            probs = (probs + self._run(face[:, ::-1])) / 2.0
+        probs = np.mean([self._run(v) for v in views(face, self.tta)], axis=0)
         total = float(probs.sum())
         # uint8 softmax outputs step in 1/256 and may not sum to exactly 1; renormalise.
         if total <= 0:
@@ -89,7 +86,7 @@ class TFLiteClassifier:
         return apply_calibration(probs / total, self._offsets)
 
     def probabilities_batch(self, faces: list[np.ndarray]) -> list[np.ndarray]:
-        """Probabilities for several faces in one interpreter call (mirror TTA included in the same call): the
+        """Probabilities for several faces in one interpreter call (TTA views included in the same call): the
         interpreter's batch dimension is resized to the number of images, one interpreter per size, built on
         first use. Per face the result is the same as probabilities()."""
         if not faces:
@@ -101,12 +98,8 @@ class TFLiteClassifier:
                 raise ModelError(
                     f"classifier {self.name!r} expects uint8 {self.spec.input_shape}, got {face.dtype} {face.shape}"
                 )
-        x = np.stack(faces)
-        if self.tta == "flip":
-            x = np.concatenate([x, x[:, :, ::-1]])
-        probs = self._run_batch(np.ascontiguousarray(x))
-        if self.tta == "flip":
-            probs = (probs[: len(faces)] + probs[len(faces) :]) / 2.0
+        x = np.stack([v for face in faces for v in views(face, self.tta)])  # face-major: face 0's views, then 1's
+        probs = self._run_batch(x).reshape(len(faces), -1, len(self.labels)).mean(axis=1)
         total = probs.sum(axis=1, keepdims=True)
         uniform = np.full_like(probs, 1.0 / len(self.labels))
         probs = np.where(total > 0, apply_calibration(probs / np.where(total > 0, total, 1.0), self._offsets), uniform)
