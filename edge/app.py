@@ -88,9 +88,10 @@ def run(
             preview.close()
         raise
     log.info(
-        "running: model %s (%s), detector %s, camera %s (%s), publisher %s",
+        "running: model %s (%s, test-time augmentation %s), detector %s, camera %s (%s), publisher %s",
         classifier.name,
         classifier.variant,
+        classifier.tta,
         detector.name,
         cfg.camera.name,
         cfg.camera.type,
