@@ -143,8 +143,8 @@ def test_flip_tta_averages_face_and_mirror(suite, tmp_path):
 
 
 def test_zoom_flip_tta_averages_six_views_in_one_call_or_six(suite, tmp_path, astronaut):
-    """ "zoom-flip" averages the face scaled by 1, 1.1 and 1/1.1 about its centre, each with its mirror; the
-    batched path (one interpreter call for several faces) gives what one call per view gives."""
+    """The "zoom-flip" policy averages the face scaled by 1, 1.1 and 1/1.1 about its centre, each with its mirror;
+    the batched path (one interpreter call for several faces) gives what one call per view gives."""
     import cv2
 
     from edge.core.preprocess import preprocess_face
