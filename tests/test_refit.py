@@ -23,13 +23,18 @@ SHIPPED = Manifest(models_dir()).names
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_model_can_be_refit_from_committed_inputs(name):
     """Its recorded command parses, rebuilds its recorded recipe, names its committed teachers (same sha256) and
-    backbone; the refit stops at the best epoch of the val curve in its report and keeps its decision settings."""
+    backbone; the refit stops at the best epoch of the val curve in its report and keeps its decision settings
+    (a shipped refit: its own record, so the command reproduces it)."""
     spec, sel, record = refit_plan(models_dir(), name)
     entry = Manifest(models_dir()).entry(name).data
-    history = json.loads((models_dir() / "reports" / f"{name}.json").read_text())["history"]
-    vals = [row["val_accuracy"] for row in history]
-    assert record["epochs"] == vals.index(max(vals)) + 1 <= spec.recipe.epochs
-    assert record["of"]["int8_sha256"] == entry["variants"]["int8"]["sha256"]
+    if entry["training"].get("refit"):  # a shipped refit: the same command reproduces it from its own record
+        assert record == entry["training"]["refit"] and record["epochs"] <= spec.recipe.epochs
+        assert entry["tta_selection"] == {"carried_from": record["of"]["int8_sha256"]}
+    else:
+        history = json.loads((models_dir() / "reports" / f"{name}.json").read_text())["history"]
+        vals = [row["val_accuracy"] for row in history]
+        assert record["epochs"] == vals.index(max(vals)) + 1 <= spec.recipe.epochs
+        assert record["of"]["int8_sha256"] == entry["variants"]["int8"]["sha256"]
     assert record["tta"] == entry["tta"] and record["calibration"] == entry.get("calibration")
     assert len(sel.teacher) == len(entry["training"].get("teachers") or [])
     assert all((t / "model.keras").is_file() for t in sel.teacher)
@@ -111,11 +116,22 @@ def test_a_recorded_command_this_cli_cannot_parse_is_one_line(tmp_path):
         refit_plan(models, name)
 
 
-def test_a_refit_is_not_refit_again(tmp_path):
+def test_a_shipped_refit_is_reproduced_not_refit_again(tmp_path):
+    """Refitting a model that is already a refit runs its own record again (same selection run, epochs and
+    decisions); a record without those parts is a one-line error."""
     name = SHIPPED[0]
     models = _shipped_copy(tmp_path, lambda m: m[name]["training"].update(refit={"epochs": 1}))
-    with pytest.raises(UserError, match="already a refit"):
+    with pytest.raises(UserError, match=r"is a refit whose record lacks calibration, of, splits, tta; fix:"):
         refit_plan(models, name)
+    done = {
+        "of": {"int8_sha256": "ab" * 32, "command": f"emotion-trainer train {name} /d", "version": "v"},
+        "splits": ["train", "val"],
+        "epochs": 2,
+        "tta": "flip",
+        "calibration": None,
+    }
+    models = _shipped_copy(tmp_path / "ok", lambda m: m[name]["training"].update(refit=done))
+    assert refit.record(Manifest(models).entry(name), []) == done
 
 
 def test_refit_of_a_model_not_in_the_manifest_is_one_line(run, tmp_path):

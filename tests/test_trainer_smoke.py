@@ -396,7 +396,10 @@ def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_pa
 
     proc = run("trainer", "refit", "binary-scratch", *common)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"refit on train + val for {best} of 2 epochs" in proc.stdout
+    assert (
+        f"refit on train + val for {best} of {best} epochs (the epoch val chose for the selection; its recipe had 2)"
+        in proc.stdout
+    )
     run_dir = tmp_path / "runs" / "refit" / "binary-scratch"
     info = json.loads((run_dir / "train.json").read_text())
     assert info["complete"] is True and info["epochs_run"] == best and info["best_val_accuracy"] is None

@@ -423,8 +423,8 @@ def cmd_refit(args) -> int:
         refit=record,
     )
     print(
-        f"{name}: refit on train + val for {info['epochs_run']} of {spec.recipe.epochs} epochs -> "
-        f"{args.runs / 'refit' / name}{_unfinished(info)}"
+        f"{name}: refit on train + val for {info['epochs_run']} of {record['epochs']} epochs (the epoch val chose "
+        f"for the selection; its recipe had {spec.recipe.epochs}) -> {args.runs / 'refit' / name}{_unfinished(info)}"
     )
     return 0
 

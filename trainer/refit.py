@@ -77,12 +77,18 @@ def check_teachers(teachers: list[Path], entry: ModelEntry) -> None:
 
 
 def record(entry: ModelEntry, history: list[dict]) -> dict:
-    """What train.json (and the refit model's manifest entry) keep about the selection it refits."""
-    if entry.data.get("training", {}).get("refit"):
-        raise UserError(
-            f"{entry.name} is already a refit on train + val; fix: restore the model it refits (git checkout "
-            "models/) and refit that one"
-        )
+    """What train.json (and the refit model's manifest entry) keep about the selection it refits. A shipped
+    refit keeps its own record, so refitting it again reproduces it (the same selection run, epochs and
+    decision settings) rather than refitting a refit."""
+    done = entry.data.get("training", {}).get("refit")
+    if done:
+        missing = sorted({"of", "splits", "epochs", "tta", "calibration"} - set(done))
+        if missing or not {"command", "int8_sha256"} <= set(done.get("of") or {}):
+            raise UserError(
+                f"{entry.name} is a refit whose record lacks {', '.join(missing) or 'of.command/of.int8_sha256'}; "
+                "fix: restore the shipped models/manifest.json (git checkout models/)"
+            )
+        return dict(done)
     return {
         "of": {
             "version": entry.data.get("version"),
