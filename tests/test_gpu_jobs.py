@@ -78,3 +78,33 @@ def test_each_gpu_trained_shipped_model_matches_its_jobs_line():
         assert entry["training"]["device"].startswith("GPU")
         checked += 1
     assert checked >= 1
+
+
+def test_slim_moves_out_only_what_no_line_reads_and_unslim_puts_it_back(tmp_path):
+    """A call carries at most 64 MiB, which the tree passes: `run.sh --slim JOBS` moves the large tracked files the
+    jobs do not read to .slim/ (a refit line reads the teachers its shipped model learnt from), `--unslim` restores."""
+    import shutil
+    import subprocess
+
+    shipped = {"models": {"multiclass3-scratch": {"training": {"teachers": [{"path": "trainer/teachers/t2"}]}}}}
+    files = ["models/a.int8.tflite", "models/report.html", "trainer/teachers/t1/model.keras"]
+    files += ["trainer/teachers/t2/model.keras", "trainer/teachers/t3/model.keras"]
+    files += ["trainer/pretrained/backbone.weights.h5", "trainer/pretrained/w32/backbone.weights.h5"]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes(b"x" * 1000)
+    (tmp_path / "models" / "manifest.json").write_text(json.dumps(shipped))
+    (tmp_path / "j.jobs").write_text(
+        "# a comment naming trainer/teachers/t3\n"
+        "a 0-3 multiclass4-resnet --width 32 --backbone-weights trainer/pretrained/w32/backbone.weights.h5 "
+        "--teacher trainer/teachers/t1\nb 4-7 refit multiclass3-scratch\n"
+    )
+    shutil.copy(ROOT / "trainer" / "gpu" / "run.sh", tmp_path / "run.sh")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    slim = subprocess.run(["bash", "run.sh", "--slim", "j.jobs"], cwd=tmp_path, capture_output=True, text=True)
+    assert slim.returncode == 0 and "travels" in slim.stdout, slim.stderr
+    kept = {f for f in files if (tmp_path / f).is_file()}
+    assert kept == {"trainer/teachers/t1/model.keras", "trainer/teachers/t2/model.keras", files[-1]}
+    assert all((tmp_path / ".slim" / f).is_file() for f in set(files) - kept)
+    subprocess.run(["bash", "run.sh", "--unslim"], cwd=tmp_path, capture_output=True, check=True)
+    assert all((tmp_path / f).is_file() for f in files) and not (tmp_path / ".slim").exists()

@@ -1,4 +1,4 @@
-"""The committed pre-trainings (trainer/pretrained/ at the recipe's width, trainer/pretrained/wN/ at width N) are
+"""The committed pre-trainings (trainer/pretrained/ at the recipe's width, trainer/pretrained/wN[-...]/ at width N) are
 what a clean clone fine-tunes from: each must load into the backbone of its width, carry the six-class head, agree
 with its own records, and classify real faces."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +22,11 @@ FOLDERS = [PRETRAINED, *sorted(p for p in PRETRAINED.glob("w*") if (p / "train.j
 
 
 def _width(folder) -> int:
-    return RESNET_RECIPE.width if folder == PRETRAINED else int(folder.name[1:])
+    if folder == PRETRAINED:
+        return RESNET_RECIPE.width
+    named = re.fullmatch(r"w(\d+)(-\w+)?", folder.name)  # wN, or wN-WHAT for another run at width N
+    assert named, folder
+    return int(named[1])
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
@@ -29,8 +34,11 @@ def test_records_agree_with_the_recipe(folder):
     info = json.loads((folder / "train.json").read_text())
     assert info["spec"] == "backbone-pretrain" and info["labels"] == list(PRETRAIN_CLASSES)
     assert info["recipe"]["width"] == _width(folder) and info["preprocess"] == PreprocessSpec().to_dict()
-    if folder != PRETRAINED:  # a narrower one: finished, and made by the command with that width
-        assert info["complete"] is True and f"--width {_width(folder)}" in info["command"]
+    if folder != PRETRAINED:  # another one: finished, and made by the command with that width
+        width = _width(folder)
+        assert info["complete"] is True
+        command = info["command"]
+        assert f"--width {width}" in command or (width == RESNET_RECIPE.width and "--width" not in command)
     with (folder / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == info["epochs_run"] > 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.bench import cpu_name
 from edge.classify import calibration
 from edge.classify import tta as tta_policies
 from edge.classify.tflite import TFLiteClassifier
@@ -152,7 +153,7 @@ def evaluate(
     }
     lat = {
         "threads": 1,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": f"{platform.machine()} {cpu_name()}",
         "runtime": runtime_name(),
         **latency,
     }
