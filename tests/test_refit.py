@@ -140,3 +140,12 @@ def test_refit_of_a_model_not_in_the_manifest_is_one_line(run, tmp_path):
     proc = run("trainer", "refit", "binary-scratch", tmp_path, "--models", tmp_path / "models")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "binary-scratch is not in" in proc.stderr and "fix:" in proc.stderr
+
+
+def test_smoke_on_the_refit_of_a_full_run_is_refused_in_one_line(run, tmp_path):
+    """A refit repeats the recorded run: `--smoke` on the refit of a full run would change nothing, so it is refused
+    before anything loads (the smoke suite's refit, whose run was a smoke one, takes it: test_trainer_smoke.py)."""
+    proc = run("trainer", "refit", "multiclass4-scratch", tmp_path, "--smoke", "--runs", tmp_path / "runs")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "trained without --smoke" in proc.stderr and "fix: drop --smoke" in proc.stderr
+    assert not (tmp_path / "runs").exists()

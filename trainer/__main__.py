@@ -411,6 +411,11 @@ def cmd_refit(args) -> int:
 
     name = get_spec(args.spec).name
     spec, sel, record = refit_plan(_models_dir(args), name, args.max_minutes)
+    if bool(args.smoke) != bool(sel.smoke):  # the recorded run decides; a flag that changed nothing would mislead
+        raise UserError(
+            f"{name} was trained {'with' if sel.smoke else 'without'} --smoke and a refit repeats that run; fix: "
+            f"{'add' if sel.smoke else 'drop'} --smoke"
+        )
     weights = _backbone_weights(sel) if spec.arch == "resnet" else None  # the file the selection fine-tuned from
     info = train(
         spec,
@@ -610,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # On CPUs with AVX-512 VNNI and newer, TensorFlow turns its oneDNN kernels on by default and says so on stderr
+    # through absl, which no log level silences: a one-line error would come after four lines of it. Off unless the
+    # user sets it, which also keeps CPU training numbers the same across hosts (oneDNN rounds differently).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     try:
         return COMMANDS[args.cmd](args)
     except UserError as exc:
