@@ -13,10 +13,12 @@
 # to /tmp/r/NAME/backbone-pretrain). As each run ends its folder (model.keras re-saved without the optimizer state,
 # train.json, history.csv; a pre-training's backbone.weights.h5, head.npz, train.json and history.csv, the files
 # trainer/pretrained/ keeps, without model.keras: at width 32 the tar would pass the 16 MiB a returned file may
-# have) goes to $OUT/NAME.tar and its log to $OUT/NAME.log. Bring a tar home with `mkdir -p runs/gpu-NAME/SPEC && tar -C runs/gpu-NAME/SPEC -xf NAME.tar`,
-# then `emotion-trainer export|evaluate SPEC ../shared/data/fer2013 --runs runs/gpu-NAME --models /tmp/m --split
-# val` decides (README: Training); a refit cannot be judged on val (it trained on it), so it is evaluated on test
-# only. A pre-training's tar unpacks like trainer/pretrained/ (its val accuracy is in its train.json).
+# have) goes to $OUT/NAME.tar and its log to $OUT/NAME.log. At most 8 files come back from a call: four lines make
+# eight, so write nothing else under $OUT (a ninth is left out). Bring a tar home with `mkdir -p runs/gpu-NAME/SPEC
+# && tar -C runs/gpu-NAME/SPEC -xf NAME.tar`, then `emotion-trainer export|evaluate SPEC ../shared/data/fer2013
+# --runs runs/gpu-NAME --models /tmp/m --split val` decides (README: Training); a refit cannot be judged on val (it
+# trained on it), so it is evaluated on test only. A pre-training's tar unpacks like trainer/pretrained/ (its val
+# accuracy is in its train.json).
 #
 # Inputs beside the tree (git-ignored; the machine reaches no network):
 #   .fer/fer.tar.gz   the train and val folders of the classes the jobs read (the four of the specs; angry and fear
@@ -27,15 +29,16 @@
 #                     keras==3.15.1 namex==0.1.0 optree==0.20.0`
 # A call carries the working tree and at most 64 MiB in all, which the tree alone passes (shipped models, teachers,
 # pre-trainings): `bash trainer/gpu/run.sh --slim JOBS` moves the large tracked files the jobs do not read
-# (models/*.tflite, models/report.html, teachers and backbone weights no line names, a refit line's through its
-# shipped command) to .slim/ and prints what will travel; `--unslim` puts them back after the call. So a call is
+# (models/*.tflite, models/report.html, teachers and backbone weights no line names; a refit line names the
+# teachers its shipped model learnt from) to .slim/ and prints what will travel; `--unslim` puts them back after
+# the call. So a call is
 #   bash trainer/gpu/run.sh --pack JOBS && bash trainer/gpu/run.sh --slim JOBS
 #   (device) OUT=$OUT BUDGET=555 bash trainer/gpu/run.sh JOBS          carrying .fer and .whl
 #   bash trainer/gpu/run.sh --unslim
 # The jobs files here are the calls made so far (call2: the gpu- teachers; call3, call4: the distilled students;
-# call5: two pre-trainings and a refit; call6: fine-tunes from the width-32 one) and next.jobs, the call planned
-# next. Calls 2-4 ran as a script with this set-up and their lines inline, which this runner replaced; every run's
-# train.json (copied into the manifest's provenance.command) records
+# call5: two pre-trainings and a refit; call6: fine-tunes from the width-32 one; call7: one run cut by its time
+# limit) and next.jobs, the call planned next. Calls 2-4 ran as a script with this set-up and their lines inline,
+# which this runner replaced; every run's train.json (copied into the manifest's provenance.command) records
 # the command it ran, and tests/test_gpu_jobs.py checks each shipped model against its line.
 # Dry run on a CPU: PATH=.venv/bin:$PATH LOCAL=1 LOCALSITE=DIR(a jax install) EXTRA="--smoke --width 24" EPOCHS=1
 # (EPOCHS replaces every --epochs of the jobs file). A refit keeps the shipped schedule and takes no --width: dry-run a
