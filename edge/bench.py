@@ -164,7 +164,7 @@ def compare_fer(frames: list[np.ndarray]) -> dict | None:
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), with "int8 dot product" where it has one (x86 VNNI, Arm dotprod):
     int8 inference is several times faster there, so per-face latencies mean little without it."""
-    name, flags = platform.processor(), set()
+    name, flags = "", set()  # platform.processor() is "x86_64" on some distributions: the fallback only
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
@@ -175,7 +175,8 @@ def cpu_name() -> str:
     except OSError:
         pass
     dot = bool(flags & {"avx512_vnni", "avx_vnni", "asimddp"})
-    return f"{name or 'unknown CPU'}{', int8 dot product' if dot else ''}"
+    name = name or platform.processor() or "unknown CPU"
+    return f"{name}{', int8 dot product' if dot else ''}"
 
 
 def machine() -> dict:

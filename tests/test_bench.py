@@ -109,3 +109,20 @@ def test_camera_rate_mode_schema(edge_models, tmp_path):
     assert rate["1 face"]["ungated"]["classifications_per_s"] > 0
     assert r["camera_rate_setup"]["config"]["gating"]["enabled"] is True
     assert "gated / ungated CPU" in stdout
+
+
+def test_cpu_name_is_this_machines_model_name():
+    """Latencies are recorded with the CPU that measured them: the name is /proc/cpuinfo's, not platform.processor()
+    (which is just "x86_64" on some distributions), and "int8 dot product" follows the CPU's own flags."""
+    from pathlib import Path
+
+    from edge.bench import cpu_name
+
+    info = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    models = [v.strip() for k, _, v in (line.partition(":") for line in info) if k.strip() in ("model name", "Model")]
+    flags = {
+        f for k, _, v in (line.partition(":") for line in info) if k.strip() in ("flags", "Features") for f in v.split()
+    }
+    name = cpu_name()
+    assert name.startswith(models[0] if models else "")
+    assert name.endswith(", int8 dot product") == bool(flags & {"avx512_vnni", "avx_vnni", "asimddp"})

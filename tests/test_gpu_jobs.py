@@ -15,6 +15,7 @@ from trainer.__main__ import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = sorted((ROOT / "trainer" / "gpu").glob("*.jobs"))
+PRE = "trainer/pretrained"
 RUNNER_OPTIONS = ("cache", "max_minutes", "runs", "data")  # what run.sh itself adds to every line
 
 
@@ -87,9 +88,18 @@ def test_slim_moves_out_only_what_no_line_reads_and_unslim_puts_it_back(tmp_path
     import subprocess
 
     shipped = {"models": {"multiclass3-scratch": {"training": {"teachers": [{"path": "trainer/teachers/t2"}]}}}}
+    shipped["models"]["multiclass4-resnet"] = {  # a resnet refit reads the backbone its recorded command names
+        "training": {"teachers": []},
+        "provenance": {
+            "command": "emotion-trainer train multiclass4-resnet D --backbone-weights "
+            + PRE
+            + "/w24/backbone.weights.h5"
+        },
+    }
     files = ["models/a.int8.tflite", "models/report.html", "trainer/teachers/t1/model.keras"]
     files += ["trainer/teachers/t2/model.keras", "trainer/teachers/t3/model.keras"]
     files += ["trainer/pretrained/backbone.weights.h5", "trainer/pretrained/w32/backbone.weights.h5"]
+    files += [PRE + "/w24/backbone.weights.h5"]
     for f in files:
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f).write_bytes(b"x" * 1000)
@@ -97,14 +107,50 @@ def test_slim_moves_out_only_what_no_line_reads_and_unslim_puts_it_back(tmp_path
     (tmp_path / "j.jobs").write_text(
         "# a comment naming trainer/teachers/t3\n"
         "a 0-3 multiclass4-resnet --width 32 --backbone-weights trainer/pretrained/w32/backbone.weights.h5 "
-        "--teacher trainer/teachers/t1\nb 4-7 refit multiclass3-scratch\n"
+        "--teacher trainer/teachers/t1\nb 4-7 refit multiclass3-scratch\nc 8-9 refit multiclass4-resnet\n"
     )
     shutil.copy(ROOT / "trainer" / "gpu" / "run.sh", tmp_path / "run.sh")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     slim = subprocess.run(["bash", "run.sh", "--slim", "j.jobs"], cwd=tmp_path, capture_output=True, text=True)
     assert slim.returncode == 0 and "travels" in slim.stdout, slim.stderr
     kept = {f for f in files if (tmp_path / f).is_file()}
-    assert kept == {"trainer/teachers/t1/model.keras", "trainer/teachers/t2/model.keras", files[-1]}
+    assert kept == {"trainer/teachers/t1/model.keras", "trainer/teachers/t2/model.keras", files[-2], files[-1]}
     assert all((tmp_path / ".slim" / f).is_file() for f in set(files) - kept)
     subprocess.run(["bash", "run.sh", "--unslim"], cwd=tmp_path, capture_output=True, check=True)
     assert all((tmp_path / f).is_file() for f in files) and not (tmp_path / ".slim").exists()
+
+
+RECORDS = ROOT / "trainer" / "gpu" / "records"
+
+
+@pytest.mark.parametrize("path", [p for p in JOBS if re.fullmatch(r"call\d+", p.stem) and int(p.stem[4:]) >= 5])
+def test_every_run_of_a_recorded_call_has_its_command_curve_and_minutes(path):
+    """From call 5 on every run is on record (shipped or not): its train.json ran exactly its jobs line, its curve
+    has one row per epoch run, and a judged fine-tune's val.json is the same spec."""
+    for name, _, sub, args in job_lines(path):
+        record = RECORDS / path.stem / name
+        info = json.loads((record / "train.json").read_text())
+        command = shlex.split(info["command"])
+        assert parse_train(command[command.index(sub) :]) == parse_train([sub, *args]), (path.name, name)
+        rows = (record / "history.csv").read_text().strip().splitlines()[1:]
+        assert len(rows) == info["epochs_run"] > 0 and info["minutes_total"] > 0 and info["device"].startswith("GPU")
+        if (record / "val.json").is_file():
+            judged = json.loads((record / "val.json").read_text())
+            assert judged["spec"] == info["spec"] and judged["metrics"]["split"] == "val"
+
+
+def test_each_shipped_model_judged_on_val_carries_its_records_selection():
+    """The shipped model's TTA and calibration are the ones chosen when its run was judged (the record's val.json)."""
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
+    checked = 0
+    for spec, entry in manifest.items():
+        run = re.search(r"--runs /tmp/r/(\S+)", entry["provenance"]["command"])
+        judged = list(RECORDS.glob(f"*/{run.group(1)}/val.json")) if run else []
+        for p in judged:
+            record = json.loads(p.read_text())
+            assert record["spec"] == spec
+            assert {k: record[k] for k in ("tta", "tta_selection", "calibration", "calibration_selection")} == {
+                k: entry.get(k) for k in ("tta", "tta_selection", "calibration", "calibration_selection")
+            }
+            checked += 1
+    assert checked >= 1

@@ -19,6 +19,8 @@
 # --runs runs/gpu-NAME --models /tmp/m --split val` decides (README: Training); a refit cannot be judged on val (it
 # trained on it), so it is evaluated on test only. A pre-training's tar unpacks like trainer/pretrained/ (its val
 # accuracy is in its train.json).
+# Every run goes on record, shipped or not: its train.json and history.csv to trainer/gpu/records/CALL/NAME/, with
+# the judged model entry of /tmp/m-NAME/manifest.json as val.json (trainer/gpu/records/README.md).
 #
 # Inputs beside the tree (git-ignored; the machine reaches no network):
 #   .fer/fer.tar.gz   the train and val folders of the classes the jobs read (the four of the specs; angry and fear
@@ -30,14 +32,15 @@
 # A call carries the working tree and at most 64 MiB in all, which the tree alone passes (shipped models, teachers,
 # pre-trainings): `bash trainer/gpu/run.sh --slim JOBS` moves the large tracked files the jobs do not read
 # (models/*.tflite, models/report.html, teachers and backbone weights no line names; a refit line names the
-# teachers its shipped model learnt from) to .slim/ and prints what will travel; `--unslim` puts them back after
-# the call. So a call is
+# teachers and backbone weights its shipped model learnt from) to .slim/ and prints what will travel; `--unslim`
+# puts them back after the call. So a call is
 #   bash trainer/gpu/run.sh --pack JOBS && bash trainer/gpu/run.sh --slim JOBS
 #   (device) OUT=$OUT BUDGET=555 bash trainer/gpu/run.sh JOBS          carrying .fer and .whl
 #   bash trainer/gpu/run.sh --unslim
 # The jobs files here are the calls made so far (call2: the gpu- teachers; call3, call4: the distilled students;
 # call5: two pre-trainings and a refit; call6: fine-tunes from the width-32 one; call7: one run cut by its time
-# limit) and next.jobs, the call planned next. Calls 2-4 ran as a script with this set-up and their lines inline,
+# limit; call8: 60-epoch fine-tunes, one of them the production model; call9: two more seeds at 45 epochs) and
+# next.jobs, the call planned next. Calls 2-4 ran as a script with this set-up and their lines inline,
 # which this runner replaced; every run's train.json (copied into the manifest's provenance.command) records
 # the command it ran, and tests/test_gpu_jobs.py checks each shipped model against its line.
 # Dry run on a CPU: PATH=.venv/bin:$PATH LOCAL=1 LOCALSITE=DIR(a jax install) EXTRA="--smoke --width 24" EPOCHS=1
@@ -68,8 +71,9 @@ shipped = json.loads(Path("models/manifest.json").read_text())["models"]
 named = set()
 for line in Path(sys.argv[1]).read_text().splitlines():
     words = shlex.split(line) if line.strip() and not line.startswith("#") else []
-    if words[2:3] == ["refit"]:  # it reads the teachers the shipped model learnt from
+    if words[2:3] == ["refit"]:  # it reads the teachers and backbone weights the shipped model learnt from
         words += [t["path"] for t in shipped[words[3]]["training"].get("teachers") or []]
+        words += shlex.split(shipped[words[3]].get("provenance", {}).get("command", ""))
     named |= {w.rstrip("/") for w in words}
 big = [*Path("models").glob("*.tflite"), Path("models/report.html"), *Path("trainer/teachers").glob("*/model.keras")]
 big += Path("trainer/pretrained").rglob("backbone.weights.h5")
