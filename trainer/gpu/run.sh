@@ -20,7 +20,7 @@
 # trained on it), so it is evaluated on test only. A pre-training's tar unpacks like trainer/pretrained/ (its val
 # accuracy is in its train.json).
 # Every run goes on record, shipped or not: its train.json and history.csv to trainer/gpu/records/CALL/NAME/, with
-# the judged model entry of /tmp/m-NAME/manifest.json as val.json (trainer/gpu/records/README.md).
+# fields of the judged model entry of /tmp/m-NAME/manifest.json as val.json (trainer/gpu/records/README.md).
 #
 # Inputs beside the tree (git-ignored; the machine reaches no network):
 #   .fer/fer.tar.gz   the train and val folders of the classes the jobs read (the four of the specs; angry and fear
