@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from trainer.__main__ import build_parser
+from trainer.train import teacher_model
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = sorted((ROOT / "trainer" / "gpu").glob("*.jobs"))
@@ -59,7 +60,7 @@ def test_every_line_parses_names_committed_inputs_and_pins_its_own_cores(path):
             assert opts["spec"] in json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
             continue
         for teacher in opts["teacher"] or []:
-            assert (ROOT / teacher / "train.json").is_file() and (ROOT / teacher / "model.keras").is_file(), teacher
+            assert (ROOT / teacher / "train.json").is_file() and teacher_model(ROOT / teacher), teacher
         if opts["backbone_weights"]:
             assert (ROOT / opts["backbone_weights"]).is_file()
             assert sub == "pretrain" or opts["spec"].endswith("-resnet")

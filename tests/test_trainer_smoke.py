@@ -303,6 +303,54 @@ def test_teachers_targets_mix_labels_with_the_renormalised_ensemble(suite):
         Teachers([teacher_dir], ("happy", "sad"), 1.5)
 
 
+def test_an_int8_teacher_votes_as_its_tflite_model_does_from_every_thread(suite, tmp_path):
+    """A teacher folder with model.int8.tflite (the run's int8 export) instead of model.keras: its votes are the
+    interpreter's probabilities for the faces quantised as the device quantises them, the same from any worker
+    thread, close to the Keras model it was exported from, and its record names the .tflite by sha256."""
+    import shutil
+    import threading
+
+    from edge.core.runtime import dequantize, make_interpreter, quantize
+    from trainer.train import Teachers
+
+    base, _ = suite
+    run_dir = base / "runs" / "multiclass3-resnet"  # happy, sad, surprise
+    int8 = tmp_path / "int8"
+    int8.mkdir()
+    shutil.copy(run_dir / "train.json", int8)
+    shutil.copy(base / "models" / "multiclass3-resnet.int8.tflite", int8 / "model.int8.tflite")
+    x = np.random.default_rng(2).integers(0, 256, size=(5, 100, 100, 3)).astype(np.float32)
+    hard = np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 1]]
+    teachers = Teachers([int8], ("sad", "happy"), 1.0)
+    assert teachers.records[0]["sha256"] == sha256_file(int8 / "model.int8.tflite")
+    got = teachers.targets(x, hard)
+
+    interp = make_interpreter(int8 / "model.int8.tflite")  # one face at a time, as edge/classify does
+    i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+    labels = json.loads((run_dir / "train.json").read_text())["labels"]
+    rows = [labels.index("sad"), labels.index("happy")]
+    expected = []
+    for face in x:
+        interp.set_tensor(i["index"], quantize(face[None], i))
+        interp.invoke()
+        p = dequantize(interp.get_tensor(o["index"]), o)[0, rows]
+        expected.append(p / p.sum())
+    np.testing.assert_allclose(got, np.array(expected), atol=1e-6)
+    keras_votes = Teachers([run_dir], ("sad", "happy"), 1.0).targets(x, hard)
+    assert np.abs(got - keras_votes).max() < 0.1  # int8 against float: the same teacher
+
+    results: dict[int, np.ndarray] = {}
+
+    def vote(k: int) -> None:
+        results[k] = teachers.targets(x[: 2 + k], hard[: 2 + k])
+
+    threads = [threading.Thread(target=vote, args=(k,)) for k in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    for k, r in results.items():
+        np.testing.assert_allclose(r, got[: 2 + k], atol=1e-6)
+
+
 def test_distilled_run_records_its_teachers_and_resumes_only_with_them(suite, run, fer_root, tmp_path):
     """`train --teacher RUN_DIR` end to end: the student trains, train.json names the teacher by sha256; a cut run
     continued without its teacher is refused in one line (exit 2)."""
@@ -328,7 +376,7 @@ def test_distilled_run_records_its_teachers_and_resumes_only_with_them(suite, ru
     assert info["complete"] is True and info["epochs_run"] == 2 and len(info["teachers"]) == 1
 
     proc = run("trainer", "train", *common, "--teacher", tmp_path, "--epochs", "1")
-    assert proc.returncode == 2 and "has no model.keras" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "has no train.json and model" in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())["complete"] is True  # intact
 
 

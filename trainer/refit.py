@@ -61,12 +61,14 @@ def check_recipe(spec: ModelSpec, entry: ModelEntry) -> None:
 
 
 def check_teachers(teachers: list[Path], entry: ModelEntry) -> None:
-    """The teachers named by the command are the ones the model learnt from (sha256 of each model.keras)."""
+    """The teachers named by the command are the ones the model learnt from (sha256 of each teacher's model)."""
+    from .train import teacher_model
+
     recorded = [t["sha256"] for t in entry.data["training"].get("teachers") or []]
     found = []
     for t in teachers:
-        path = Path(t) / "model.keras"
-        if not path.is_file():
+        path = teacher_model(Path(t))
+        if path is None:
             raise UserError(f"teacher {t} is not here; fix: run from the repository root (teachers are committed)")
         found.append(sha256_file(path))
     if found != recorded:

@@ -75,7 +75,7 @@ for line in Path(sys.argv[1]).read_text().splitlines():
         words += [t["path"] for t in shipped[words[3]]["training"].get("teachers") or []]
         words += shlex.split(shipped[words[3]].get("provenance", {}).get("command", ""))
     named |= {w.rstrip("/") for w in words}
-big = [*Path("models").glob("*.tflite"), Path("models/report.html"), *Path("trainer/teachers").glob("*/model.keras")]
+big = [*Path("models").glob("*.tflite"), Path("models/report.html"), *Path("trainer/teachers").glob("*/model.*")]
 big += Path("trainer/pretrained").rglob("backbone.weights.h5")
 for f in big:
     if f.is_file() and not {str(f), str(f.parent)} & named:
