@@ -77,8 +77,9 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         type=Path,
         action="append",
         metavar="RUN_DIR",
-        help="distil from this trained run (model.keras + train.json; repeat for an ensemble): the targets mix the "
-        "labels with the teachers' probabilities on the same augmented faces",
+        help="distil from this trained run (train.json + model.keras, or + model.int8.tflite, its int8 export; "
+        "repeat for an ensemble): the targets mix the labels with the teachers' probabilities on the same "
+        "augmented faces",
     )
     train.add_argument(
         "--distill-weight", type=float, help="weight of the teachers' probabilities in the targets (default 0.7)"
