@@ -109,6 +109,8 @@ def test_batches_keep_bytes(fer_root, tmp_path):
     assert np.array_equal(yb.argmax(1), split.y)
     fed = list(batches(keras, faces))
     assert len(fed) == 1 and np.array_equal(np.asarray(fed[0][0]), xb) and np.array_equal(np.asarray(fed[0][1]), yb)
+    if keras.backend.backend() == "tensorflow":  # no autotuning thread for Keras to wait on at each epoch's end
+        assert batches(keras, faces).options().autotune.enabled is False
 
 
 @pytest.mark.parametrize("effects", [0.0, 1.0])

@@ -156,7 +156,11 @@ def batches(keras, faces: FaceBatches, workers: int = 1):
         ds = tf.data.Dataset.range(n).map(
             lambda i: typed(*tf.numpy_function(get, [i], out)), num_parallel_calls=workers, deterministic=True
         )
-        return ds.prefetch(2)
+        # fixed parallelism and buffer, so no autotuning: its thread sleeps ever longer between rounds, and Keras
+        # dropping an epoch's iterator waited for it to wake (45 s of zero CPU at some epoch starts on a 2-core host)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return ds.prefetch(2).with_options(options)
 
     class Faces(keras.utils.PyDataset):
         def __init__(self):
