@@ -16,6 +16,7 @@ from edge.core.paths import models_dir
 from trainer import refit
 from trainer.__main__ import refit_plan
 from trainer.dataset import Split
+from trainer.train import teacher_model
 
 SHIPPED = Manifest(models_dir()).names
 
@@ -37,7 +38,7 @@ def test_every_shipped_model_can_be_refit_from_committed_inputs(name):
         assert record["of"]["int8_sha256"] == entry["variants"]["int8"]["sha256"]
     assert record["tta"] == entry["tta"] and record["calibration"] == entry.get("calibration")
     assert len(sel.teacher) == len(entry["training"].get("teachers") or [])
-    assert all((t / "model.keras").is_file() for t in sel.teacher)
+    assert all(teacher_model(t) is not None for t in sel.teacher)  # model.keras or its int8 export
     if spec.arch == "resnet":
         assert sel.backbone_weights is not None and sel.backbone_weights.is_file()
 
@@ -100,6 +101,20 @@ def test_a_changed_teacher_or_recipe_is_refused(tmp_path):
         refit.check_teachers([fake, *sel.teacher[1:]], entry)
     with pytest.raises(UserError, match="is not here"):
         refit.check_teachers([tmp_path / "missing"], entry)
+    int8 = [  # a model that learnt from int8 teachers (model.int8.tflite): the same check on those bytes
+        n
+        for n in SHIPPED
+        if any(t["path"].endswith("-int8") for t in Manifest(models).entry(n).data["training"].get("teachers") or [])
+    ]
+    for other in int8:
+        _, other_sel, _ = refit_plan(models, other)
+        refit.check_teachers(other_sel.teacher, Manifest(models).entry(other))  # as committed: accepted
+        tflite = bytearray((other_sel.teacher[0] / "model.int8.tflite").read_bytes())
+        tflite[len(tflite) // 2] ^= 0xFF
+        (fake / "model.keras").unlink()
+        (fake / "model.int8.tflite").write_bytes(bytes(tflite))
+        with pytest.raises(UserError, match="not the ones it learnt from"):
+            refit.check_teachers([fake, *other_sel.teacher[1:]], Manifest(models).entry(other))
     models = _shipped_copy(tmp_path / "changed", lambda m: m[name]["training"]["recipe"].update(dropout=0.1))
     with pytest.raises(UserError, match=r"no longer gives its recorded recipe \(dropout differ\)"):
         refit_plan(models, name)
