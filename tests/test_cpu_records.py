@@ -27,6 +27,9 @@ def test_the_readme_lists_each_record_with_its_command():
 @pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.name)
 def test_each_record_has_its_curve_and_minutes(record):
     info = json.loads((record / "train.json").read_text())
+    if info["command"].startswith("emotion-trainer combine "):  # an ensemble: no curve of its own, its members'
+        assert not (record / "history.csv").exists()
+        return
     rows = (record / "history.csv").read_text().strip().splitlines()[1:]
     assert rows and info["command"].startswith("emotion-trainer train ")
     if info["complete"]:  # a finished run: a curve row per epoch, its minutes and where it ran
@@ -51,3 +54,21 @@ def test_a_shipped_model_trained_here_carries_its_records_selection():
         assert {k: record[k] for k in ("tta", "tta_selection", "calibration", "calibration_selection")} == {
             k: entry.get(k) for k in ("tta", "tta_selection", "calibration", "calibration_selection")
         }
+
+
+def test_an_ensemble_record_names_members_that_are_on_record():
+    """A `combine` record keeps each member's command and the sha256 of the model it read; every member is a run
+    on record here or in trainer/gpu/records with that command, so it can be trained again."""
+    on_record = {json.loads(p.read_text())["command"] for p in ROOT.glob("trainer/*/records/**/train.json")}
+    combined = [
+        r
+        for r in RECORDS
+        if json.loads((r / "train.json").read_text())["command"].startswith("emotion-trainer combine ")
+    ]
+    assert combined  # e4a
+    for record in combined:
+        info = json.loads((record / "train.json").read_text())
+        assert len(info["ensemble"]) >= 2 and all(m["run"] in info["command"] for m in info["ensemble"])
+        for member in info["ensemble"]:
+            assert re.fullmatch(r"[0-9a-f]{64}", member["model_sha256"]) and member["command"] in on_record
+            assert member["command"].startswith("emotion-trainer train " + info["spec"] + " ")

@@ -14,7 +14,7 @@ from edge.core.errors import UserError
 from edge.core.manifest import Manifest
 from edge.core.paths import models_dir
 from trainer import refit
-from trainer.__main__ import refit_plan
+from trainer.__main__ import recorded_run, refit_plan
 from trainer.dataset import Split
 from trainer.train import teacher_model
 
@@ -25,9 +25,18 @@ SHIPPED = Manifest(models_dir()).names
 def test_every_shipped_model_can_be_refit_from_committed_inputs(name):
     """Its recorded command parses, rebuilds its recorded recipe, names its committed teachers (same sha256) and
     backbone; the refit stops at the best epoch of the val curve in its report and keeps its decision settings
-    (a shipped refit: its own record, so the command reproduces it)."""
-    spec, sel, record = refit_plan(models_dir(), name)
+    (a shipped refit: its own record, so the command reproduces it). An ensemble (`combine`) is not refit, in one
+    line; each of its members' recorded commands passes the same checks instead."""
     entry = Manifest(models_dir()).entry(name).data
+    if entry["training"].get("ensemble"):
+        with pytest.raises(UserError, match=r"is an ensemble of \d runs .* fix: "):
+            refit_plan(models_dir(), name)
+        for member in entry["training"]["ensemble"]:
+            spec, sel = recorded_run(name, member["command"], member)
+            assert len(sel.teacher) == len(member["teachers"]) and all(teacher_model(t) for t in sel.teacher)
+            assert spec.arch != "resnet" or sel.backbone_weights.is_file()
+        return
+    spec, sel, record = refit_plan(models_dir(), name)
     if entry["training"].get("refit"):  # a shipped refit: the same command reproduces it from its own record
         assert record == entry["training"]["refit"] and record["epochs"] <= spec.recipe.epochs
         assert entry["tta_selection"] == {"carried_from": record["of"]["int8_sha256"]}
@@ -99,20 +108,21 @@ def test_a_changed_teacher_or_recipe_is_refused(tmp_path):
     blob[len(blob) // 2] ^= 0xFF
     (fake / "model.keras").write_bytes(bytes(blob))
     with pytest.raises(UserError, match="not the ones it learnt from"):
-        refit.check_teachers([fake, *sel.teacher[1:]], entry)
+        refit.check_teachers([fake, *sel.teacher[1:]], entry.data["training"], name)
     with pytest.raises(UserError, match="is not here"):
-        refit.check_teachers([tmp_path / "missing"], entry)
+        refit.check_teachers([tmp_path / "missing"], entry.data["training"], name)
     int8 = [n for n, ts in taught.items() if any(t["path"].endswith("-int8") for t in ts)]  # model.int8.tflite
     assert int8  # binary-resnet and multiclass4-scratch learnt from int8 teachers: the same check on those bytes
     for other in int8:
         _, other_sel, _ = refit_plan(models, other)
-        refit.check_teachers(other_sel.teacher, Manifest(models).entry(other))  # as committed: accepted
+        recorded = Manifest(models).entry(other).data["training"]
+        refit.check_teachers(other_sel.teacher, recorded, other)  # as committed: accepted
         tflite = bytearray((other_sel.teacher[0] / "model.int8.tflite").read_bytes())
         tflite[len(tflite) // 2] ^= 0xFF
         (fake / "model.keras").unlink(missing_ok=True)
         (fake / "model.int8.tflite").write_bytes(bytes(tflite))
         with pytest.raises(UserError, match="not the ones it learnt from"):
-            refit.check_teachers([fake, *other_sel.teacher[1:]], Manifest(models).entry(other))
+            refit.check_teachers([fake, *other_sel.teacher[1:]], recorded, other)
     models = _shipped_copy(tmp_path / "changed", lambda m: m[name]["training"]["recipe"].update(dropout=0.1))
     with pytest.raises(UserError, match=r"no longer gives its recorded recipe \(dropout differ\)"):
         refit_plan(models, name)

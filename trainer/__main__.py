@@ -229,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC")
 
     s = sub.add_parser(
+        "combine",
+        parents=[spec, par["verbose"], par["store"]],
+        help="make one model of finished runs of SPEC: the mean of their probabilities (export it as any run)",
+        description="Write RUNS/SPEC/model.keras, the mean probability of the RUN_DIRs (finished runs of SPEC on "
+        "train, same preprocessing), and a train.json recording each member's command, recipe, teachers and "
+        "sha256. `export` and `evaluate` with the same --runs then make and judge it like any run; its int8 "
+        "export is one TFLite file, its cost per face that of all its members. No data is read.",
+    )
+    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC")
+
+    s = sub.add_parser(
         "suite",
         parents=[*data_cmd, par["train"]],
         help="pretrain once, then train, export and evaluate all six specs (skips finished ones)",
@@ -364,28 +375,19 @@ def _in_repo(path: Path) -> Path:
     return path if path.is_absolute() or path.exists() else Path(__file__).resolve().parent.parent / path
 
 
-def refit_plan(models: Path, name: str, max_minutes: float | None = None):
-    """(spec, the selection's parsed command, refit record) to refit NAME as MODELS records it: the recorded command
-    parsed by this CLI and checked against the recorded recipe and teachers (trainer/refit.py). Relative paths in
-    the command (teachers, backbone weights) are the repository's when they are not found from here."""
+def recorded_run(name: str, command: str, training: dict):
+    """(spec, parsed arguments) of a recorded `emotion-trainer train|suite` command that made NAME (or a member of
+    it), checked against the recipe and teachers recorded with it (`training`: trainer/refit.py). Relative paths
+    in the command (teachers, backbone weights) are the repository's when they are not found from here."""
     import contextlib
     import io
-    import json
 
-    from edge.core.manifest import Manifest
     from trainer import refit
-    from trainer.specs import Recipe, get_spec
+    from trainer.specs import get_spec
 
-    manifest = Manifest(models)
-    if name not in manifest.names:
-        raise UserError(f"{name} is not in {manifest.path}; fix: train, export and evaluate it first")
-    entry = manifest.entry(name)
-    report = models / "reports" / f"{name}.json"
-    history = json.loads(report.read_text()).get("history", []) if report.is_file() else []
-    record = refit.record(entry, history)
     with contextlib.redirect_stderr(io.StringIO()) as said:  # argparse's usage text would make it many lines
         try:
-            sel = build_parser().parse_args(refit.selection_argv(record["of"]["command"]))
+            sel = build_parser().parse_args(refit.selection_argv(command))
         except SystemExit:
             why = (said.getvalue().strip().splitlines() or ["?"])[-1].split("error: ", 1)[-1]
             raise UserError(
@@ -398,8 +400,35 @@ def refit_plan(models: Path, name: str, max_minutes: float | None = None):
     sel.teacher = [_in_repo(t) for t in sel.teacher or []]
     sel.backbone_weights = _in_repo(sel.backbone_weights) if sel.backbone_weights else None
     spec = _spec_with(sel, get_spec(name))
-    refit.check_recipe(spec, entry)
-    refit.check_teachers(sel.teacher, entry)
+    refit.check_recipe(spec, training, name)
+    refit.check_teachers(sel.teacher, training, name)
+    return spec, sel
+
+
+def refit_plan(models: Path, name: str, max_minutes: float | None = None):
+    """(spec, the selection's parsed command, refit record) to refit NAME as MODELS records it: the recorded command
+    parsed by this CLI and checked against the recorded recipe and teachers (`recorded_run`)."""
+    import json
+
+    from edge.core.manifest import Manifest
+    from trainer import refit
+    from trainer.specs import Recipe
+
+    manifest = Manifest(models)
+    if name not in manifest.names:
+        raise UserError(f"{name} is not in {manifest.path}; fix: train, export and evaluate it first")
+    entry = manifest.entry(name)
+    members = (entry.data.get("training") or {}).get("ensemble")
+    if members:
+        raise UserError(
+            f"{name} is an ensemble of {len(members)} runs (emotion-trainer combine), which refit does not repeat; "
+            "fix: refit a single run's model, or train each member's recorded command (manifest training.ensemble) "
+            "again and combine them"
+        )
+    report = models / "reports" / f"{name}.json"
+    history = json.loads(report.read_text()).get("history", []) if report.is_file() else []
+    record = refit.record(entry, history)
+    spec, sel = recorded_run(name, record["of"]["command"], entry.data["training"])
     minutes = max_minutes if max_minutes is not None else Recipe().max_minutes
     return replace(spec, recipe=replace(spec.recipe, max_minutes=minutes)), sel, record
 
@@ -572,6 +601,22 @@ def cmd_ensemble(args) -> int:
     return 0
 
 
+def cmd_combine(args) -> int:
+    import shlex
+
+    from trainer.ensemble import combine
+    from trainer.specs import get_spec
+
+    spec = get_spec(args.spec)
+    argv = ["emotion-trainer", "combine", spec.name, *map(str, args.run_dirs), "--runs", str(args.runs)]
+    info = combine(args.run_dirs, spec.labels, args.runs / spec.name, shlex.join(argv))
+    print(
+        f"{spec.name}: ensemble of {len(info['ensemble'])} runs ({info['params']:,} parameters) -> "
+        f"{args.runs / spec.name}; next: emotion-trainer export {spec.name} DATA --runs {args.runs}"
+    )
+    return 0
+
+
 def cmd_bench_batches(args) -> int:
     from edge.core.preprocess import PreprocessSpec
     from trainer.specs import get_spec
@@ -595,6 +640,7 @@ def cmd_bench_batches(args) -> int:
 COMMANDS = {
     "bench-batches": cmd_bench_batches,
     "ensemble": cmd_ensemble,
+    "combine": cmd_combine,
     "report": cmd_report,
     "compare-fer": cmd_compare_fer,
     "prepare": cmd_prepare,

@@ -1,10 +1,12 @@
-"""What combining finished runs would buy, on val: each run alone, the mean of their probabilities (an ensemble,
-what distillation from them can at best pass on) and the mean of their weights (a "soup", which costs nothing at
-inference). Float Keras models, without and with mirror averaging; val only, since it informs choices."""
+"""Combining finished runs. `compare`: what it would buy, on val: each run alone, the mean of their probabilities (an
+ensemble, what distillation from them can at best pass on) and the mean of their weights (a "soup", which costs
+nothing at inference); float Keras models, without and with mirror averaging; val only, since it informs choices.
+`combine`: the ensemble as one model, exported and judged like any run."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,88 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
         p, m = both(models[0])
         rows.append((f"weight average (soup, {n} runs)", _accuracy(p, val.y), _accuracy(m, val.y)))
     return rows
+
+
+def _common(values: list) -> object:
+    """The value every member shares, else None."""
+    return values[0] if all(v == values[0] for v in values) else None
+
+
+def combine(dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: str) -> dict:
+    """One model from finished runs of the same spec: the mean of their probabilities, as a Keras model whose int8
+    export is one TFLite file (`export` and `evaluate` treat it as any run). Writes OUT_DIR/model.keras and a
+    train.json that records each member (its run, command, recipe, teachers and model sha256) and the settings
+    they share. Its cost per face is the members' together."""
+    import keras
+
+    from edge.core.manifest import sha256_file
+
+    if len(dirs) < 2:
+        raise UserError("an ensemble needs at least two runs; fix: pass two or more finished RUN_DIRs")
+    if len({d.resolve() for d in dirs}) < len(dirs):
+        raise UserError("a run is named twice; fix: pass each RUN_DIR once")
+    infos = _runs(dirs, labels)
+    for d, info in zip(dirs, infos, strict=True):
+        if not info.get("complete", True) or info.get("refit"):
+            raise UserError(
+                f"{d} is {'a refit' if info.get('refit') else 'cut before its schedule ended'}; fix: combine runs "
+                "that finished on train only (a cut run resumes with its own train command)"
+            )
+    for key in ("arch", "faces"):
+        if _common([i[key] for i in infos]) is None:
+            raise UserError(f"the runs differ in {key}; fix: combine runs of one architecture and face source")
+    if (out_dir / "model.keras").exists():
+        raise UserError(f"{out_dir} already holds a model; fix: choose another --runs folder or remove it")
+    members = []
+    for i, d in enumerate(dirs, start=1):
+        m = keras.models.load_model(str(d / "model.keras"), compile=False)
+        members.append(keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}"))  # distinct names inside the ensemble
+    face = keras.Input(shape=tuple(members[0].inputs[0].shape[1:]), name="face")
+    mean = keras.layers.Average(name="mean_probability")([m(face) for m in members])
+    model = keras.Model(face, mean, name=f"ensemble_of_{len(members)}")
+    recipe = {k: _common([i["recipe"].get(k) for i in infos]) for k in infos[0]["recipe"]}
+    info = {
+        "spec": infos[0]["spec"],
+        "labels": list(labels),
+        "arch": infos[0]["arch"],
+        "recipe": {k: v for k, v in recipe.items() if v is not None and k != "max_minutes"},
+        "backbone": _common([i.get("backbone") for i in infos]),
+        "preprocess": infos[0]["preprocess"],
+        "complete": True,
+        "data": ", ".join(sorted({i["data"] for i in infos})),
+        "faces": infos[0]["faces"],
+        "command": command,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "params": int(model.count_params()),
+        "train_counts": _common([i.get("train_counts") for i in infos]),
+        "val_counts": _common([i.get("val_counts") for i in infos]),
+        "minutes_total": round(sum(i.get("minutes_total", 0.0) for i in infos), 1),
+        "device": _common([i.get("device") for i in infos]),
+        "ensemble": [
+            {
+                "run": str(d),
+                "model_sha256": sha256_file(d / "model.keras"),
+                **{k: i.get(k) for k in MEMBER_KEYS},
+            }
+            for d, i in zip(dirs, infos, strict=True)
+        ],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir / "model.keras"))
+    (out_dir / "train.json").write_text(json.dumps({k: v for k, v in info.items() if v is not None}, indent=2))
+    return info
+
+
+# What an ensemble keeps of each member's train.json: enough to train it again (command, recipe, teachers,
+# backbone weights) and to compare it (where, how long, how far, its best val accuracy).
+MEMBER_KEYS = (
+    "command",
+    "date",
+    "recipe",
+    "teachers",
+    "backbone_weights",
+    "device",
+    "epochs_run",
+    "minutes_total",
+    "best_val_accuracy",
+)

@@ -163,7 +163,9 @@ def evaluate(
         "model": name,
         "metrics": metrics,
         "latency_ms": lat,
-        "history": _history(run_dir) or _previous_history(reports / f"{name}.json"),
+        "history": _history(run_dir)
+        if run_dir is not None and run_dir.is_dir()
+        else _previous_history(reports / f"{name}.json"),
     }
     reports.mkdir(exist_ok=True)
     (reports / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -172,7 +174,7 @@ def evaluate(
 
 def _previous_history(path: Path) -> list[dict]:
     """The curves of an earlier evaluation, kept when the run folder is not on this machine (re-evaluating a
-    shipped model must not lose its training history)."""
+    shipped model must not lose its training history). A run folder without curves (an ensemble) has none."""
     try:
         return list(json.loads(path.read_text()).get("history") or [])
     except (OSError, ValueError, AttributeError):

@@ -98,7 +98,7 @@ def export(
     labels = tuple(info["labels"])
     model = keras.models.load_model(str(run_dir / "model.keras"))
     train = data.load("train", labels, spec)
-    calib = calibration_set(train.x, calib_n, info["recipe"]["seed"])
+    calib = calibration_set(train.x, calib_n, info["recipe"].get("seed", 0))  # an ensemble has no one seed
     models_dir.mkdir(parents=True, exist_ok=True)
     variants = {}
     for variant, calib_x in (("int8", calib), ("float32", None)):
@@ -135,6 +135,7 @@ def export(
                 "minutes_total",
                 "head_from_pretrain",
                 "teachers",
+                "ensemble",
                 "refit",
                 "seconds_this_run",
                 "best_val_accuracy",

@@ -46,25 +46,26 @@ def best_epoch(history: list[dict]) -> int:
     return int(np.argmax(np.asarray(vals, dtype=np.float64))) + 1
 
 
-def check_recipe(spec: ModelSpec, entry: ModelEntry) -> None:
-    """The recipe rebuilt from the recorded command must be the recipe recorded (time limits aside)."""
-    recorded = dict(entry.data["training"]["recipe"])
+def check_recipe(spec: ModelSpec, training: dict, name: str) -> None:
+    """The recipe rebuilt from the recorded command must be the recipe recorded (`training`: the manifest entry's,
+    or an ensemble member's record; time limits aside)."""
+    recorded = dict(training["recipe"])
     rebuilt = spec.recipe.to_dict()
     for d in (recorded, rebuilt):
         d.pop("max_minutes", None)
     differ = sorted(k for k in set(recorded) | set(rebuilt) if recorded.get(k) != rebuilt.get(k))
     if differ:
         raise UserError(
-            f"{entry.name}'s recorded command no longer gives its recorded recipe ({', '.join(differ)} differ); "
+            f"{name}'s recorded command no longer gives its recorded recipe ({', '.join(differ)} differ); "
             "fix: refit with the code that trained it (git checkout of its commit)"
         )
 
 
-def check_teachers(teachers: list[Path], entry: ModelEntry) -> None:
+def check_teachers(teachers: list[Path], training: dict, name: str) -> None:
     """The teachers named by the command are the ones the model learnt from (sha256 of each teacher's model)."""
     from .train import teacher_model
 
-    recorded = [t["sha256"] for t in entry.data["training"].get("teachers") or []]
+    recorded = [t["sha256"] for t in training.get("teachers") or []]
     found = []
     for t in teachers:
         path = teacher_model(Path(t))
@@ -73,7 +74,7 @@ def check_teachers(teachers: list[Path], entry: ModelEntry) -> None:
         found.append(sha256_file(path))
     if found != recorded:
         raise UserError(
-            f"the teachers in {entry.name}'s command are not the ones it learnt from (sha256 differ); "
+            f"the teachers in {name}'s command are not the ones it learnt from (sha256 differ); "
             "fix: restore the committed teachers (git checkout trainer/teachers)"
         )
 
