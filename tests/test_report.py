@@ -111,7 +111,7 @@ def test_page_in_headless_chromium(report):
         # the drawn architecture of the production model, on screen
         default = Manifest(models).default_model
         page.select_option("#model", default)
-        arch = page.locator(f"section[data-model='{default}'] svg.arch")
+        arch = page.locator(f"section[data-model='{default}'] svg.arch").first  # an ensemble draws one per member
         assert arch.is_visible() and arch.bounding_box()["width"] > 400
         arch.screenshot(path=str(shots / "report-architecture.png"))
         # filters by class set and family hide the other rows and models
@@ -141,19 +141,20 @@ def test_architecture_diagram_draws_every_shaping_layer(report):
     models, out = report
     page = out.read_text()
     for name in Manifest(models).names:
-        layers = Manifest(models).entry(name).data["architecture"]["layers"]
-        drawn = blocks(layers)
-        shaping = [x for x in layers if x["type"] not in ("BatchNormalization", "ReLU", "InputLayer", "Rescaling")]
-        assert len(drawn) == len(shaping) + 1  # + the input block
-        assert drawn[-1][0] == "softmax" and drawn[-1][1] == f"dense {len(Manifest(models).entry(name).labels)}"
+        arch = Manifest(models).entry(name).data["architecture"]
+        total = 0
+        for net in arch.get("members") or [arch]:  # an ensemble: one diagram per member network
+            drawn = blocks(net["layers"])
+            skip = ("BatchNormalization", "ReLU", "InputLayer", "Rescaling")
+            assert len(drawn) == len([x for x in net["layers"] if x["type"] not in skip]) + 1  # + the input block
+            assert drawn[-1][0] == "softmax" and drawn[-1][1] == f"dense {len(Manifest(models).entry(name).labels)}"
+            total += len(drawn)
         section = re.search(rf'<section class="model" data-model="{re.escape(name)}".*?</section>', page, re.S)
-        assert section and section.group(0).count('<g class="block"') == len(drawn)
+        assert section and section.group(0).count('<g class="block"') == total
         assert '<g class="legend">' in section.group(0)
     if "resnet" in " ".join(Manifest(models).names):
-        assert any(
-            k == "add"
-            for k, _, _ in blocks(Manifest(models).entry("multiclass4-resnet").data["architecture"]["layers"])
-        )
+        arch = Manifest(models).entry("multiclass4-resnet").data["architecture"]
+        assert all(any(k == "add" for k, _, _ in blocks(net["layers"])) for net in arch.get("members") or [arch])
 
 
 def test_production_section_shows_the_demo_never_a_dataset_image(report):

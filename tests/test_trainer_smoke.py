@@ -383,7 +383,7 @@ def test_distilled_run_records_its_teachers_and_resumes_only_with_them(suite, ru
 def test_a_distilled_run_killed_in_its_first_sitting_resumes_only_with_its_teachers(suite, run, fer_root, tmp_path):
     """train.json records the teachers when the run starts, so a first sitting killed (SIGKILL: power cut, OOM)
     after its first checkpoint is held to the same teachers: refused without them (one line, exit 2), finished
-    with them. A checkpoint cut mid-write is a one-line error too."""
+    with them. A checkpoint or minutes file cut mid-write is a one-line error too (the run writes both whole)."""
     import signal
     import subprocess
     import sys
@@ -422,6 +422,13 @@ def test_a_distilled_run_killed_in_its_first_sitting_resumes_only_with_its_teach
     assert cut.returncode == 2 and len(cut.stderr.strip().splitlines()) == 1, cut.stderr
     assert "unreadable" in cut.stderr and f"delete {backup}" in cut.stderr
     weights.write_bytes(whole)
+    budget = runs / "binary-scratch" / "budget.json"  # the minutes so far; written whole, so only damage cuts it
+    minutes = budget.read_bytes() if budget.is_file() else None
+    budget.write_text('{"seco')
+    cut = run("trainer", "train", *common, "--teacher", teacher)
+    assert cut.returncode == 2 and len(cut.stderr.strip().splitlines()) == 1, cut.stderr
+    assert "budget.json is unreadable" in cut.stderr and "fix: delete it" in cut.stderr
+    budget.write_bytes(minutes) if minutes is not None else budget.unlink()
 
     done = run("trainer", "train", *common, "--teacher", teacher)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -546,3 +553,61 @@ def test_a_refit_cut_by_its_time_limit_resumes_only_as_the_same_refit(suite, run
     assert info["complete"] is True and info["epochs_run"] == 2 and info["refit"]["epochs"] == 2
     assert info["refit"]["tta"] == "zoom-flip" and info["refit"]["of"]["version"] == "0" * 12
     assert not (run_dir / "backup").exists() and len(read_history(run_dir)) == 2
+
+
+def test_combine_ships_the_members_mean_as_one_model(suite, run, fer_root, tmp_path):
+    """`combine` of two finished runs (the suite's binary-scratch and one more seed) writes one model whose float
+    TFLite export gives the mean of the members' Keras probabilities; `export` and `evaluate` ship it as any run,
+    with each member on record; the report draws each member; refit refuses it in one line; and what cannot be
+    combined (one run, another spec's run, a folder already holding a model) is a one-line error."""
+    import keras
+
+    base, _ = suite
+    models = _copy_models(suite, tmp_path)
+    cache = ["--cache", base / "cache"]
+    proc = run(
+        "trainer", "train", "binary-scratch", fer_root, "--smoke", "--seed", "5", "--runs", tmp_path / "r2", *cache
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, two = base / "runs" / "binary-scratch", tmp_path / "r2" / "binary-scratch"
+    ens = tmp_path / "ens"
+    proc = run("trainer", "combine", "binary-scratch", one, two, "--runs", ens)
+    assert proc.returncode == 0 and "ensemble of 2 runs" in proc.stdout, proc.stderr[-2000:]
+    info = json.loads((ens / "binary-scratch" / "train.json").read_text())
+    assert [m["run"] for m in info["ensemble"]] == [str(one), str(two)]
+    assert [m["model_sha256"] for m in info["ensemble"]] == [sha256_file(d / "model.keras") for d in (one, two)]
+    assert [m["recipe"]["seed"] for m in info["ensemble"]][1] == 5 and "seed" not in info["recipe"]
+
+    common = [fer_root, "--smoke", "--runs", ens, "--models", models, *cache]
+    for step in ("export", "evaluate"):
+        proc = run("trainer", step, "binary-scratch", *common)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    entry = Manifest(models).entry("binary-scratch")
+    assert entry.data["training"]["ensemble"] == info["ensemble"] and entry.data["metrics"]["split"] == "test"
+    assert [m["params"] for m in entry.data["architecture"]["members"]] == [info["params"] // 2] * 2
+
+    from trainer.dataset import DataOptions
+
+    faces = DataOptions(root=fer_root, per_class_limit=SMOKE_PER_CLASS, cache_dir=base / "cache")
+    x = faces.load("val", entry.labels, entry.preprocess).x[:16]
+    mean = np.mean(
+        [keras.models.load_model(str(d / "model.keras"), compile=False).predict(x, verbose=0) for d in (one, two)],
+        axis=0,
+    )
+    clf = TFLiteClassifier(entry, "float32", num_threads=1, tta="none", calibration={})
+    got = np.stack([clf.probabilities(face) for face in x])
+    assert np.allclose(got, mean, atol=1e-4), np.abs(got - mean).max()
+
+    proc = run("trainer", "report", "--models", models)
+    page = (models / "report.html").read_text()
+    assert proc.returncode == 0 and page.count(f"{two}") >= 1 and "Member</span> 2" in page, proc.stderr
+    proc = run("trainer", "refit", "binary-scratch", fer_root, "--smoke", "--models", models, "--runs", tmp_path / "rf")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "is an ensemble of 2 runs" in proc.stderr and not (tmp_path / "rf").exists()
+    for args, says in (
+        ((one,), "at least two runs"),
+        ((one, base / "runs" / "multiclass3-resnet"), "not ['happy', 'sad']"),
+        ((one, two), "already holds a model"),
+    ):
+        proc = run("trainer", "combine", "binary-scratch", *args, "--runs", ens)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr, proc.stderr

@@ -167,6 +167,9 @@ def evaluate(
         if run_dir is not None and run_dir.is_dir()
         else _previous_history(reports / f"{name}.json"),
     }
+    members = (entry.data.get("training") or {}).get("ensemble")
+    if members:  # an ensemble has no curve of its own: its members' (from their run folders, else the last report)
+        report["members"] = _members_history(members, reports / f"{name}.json")
     reports.mkdir(exist_ok=True)
     (reports / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -179,6 +182,15 @@ def _previous_history(path: Path) -> list[dict]:
         return list(json.loads(path.read_text()).get("history") or [])
     except (OSError, ValueError, AttributeError):
         return []
+
+
+def _members_history(members: list[dict], previous: Path) -> list[dict]:
+    """{run, history} of each member of an ensemble, from the run folder its record names when it is here."""
+    try:
+        before = {m["run"]: m["history"] for m in json.loads(previous.read_text()).get("members") or []}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        before = {}
+    return [{"run": m["run"], "history": _history(Path(m["run"])) or before.get(m["run"], [])} for m in members]
 
 
 def _history(run_dir: Path | None) -> list[dict]:

@@ -55,7 +55,10 @@ def convert(model, calib: np.ndarray | None) -> bytes:
 
 
 def architecture(model) -> dict:
-    """Layers, parameters and activations, for the manifest and the comparison report."""
+    """Layers, parameters and activations, for the manifest and the comparison report. An ensemble (`combine`)
+    also lists each member network's own (`members`), since its layers are those networks side by side."""
+    import keras
+
     layers = []
     for layer in model.layers:
         cfg = layer.get_config()
@@ -72,11 +75,13 @@ def architecture(model) -> dict:
         if type(layer).__name__ == "ReLU":
             item["activation"] = "relu"
         layers.append(item)
+    members = [architecture(layer) for layer in model.layers if isinstance(layer, keras.Model)]
     return {
         "name": model.name,
         "params": int(model.count_params()),
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "layers": layers,
+        **({"members": members} if members else {}),
     }
 
 

@@ -40,6 +40,11 @@ I18N = {
     ),
     "curves": ("Training curves", "Curvas de entrenamiento"),
     "architecture": ("Architecture", "Arquitectura"),
+    "ensemble": (
+        "An ensemble: the mean of the probabilities of its member networks, each trained on its own; members",
+        "Un conjunto: la media de las probabilidades de sus redes miembro, entrenadas por separado; miembros",
+    ),
+    "member": ("Member", "Miembro"),
     "params": ("Parameters", "Parámetros"),
     "layer": ("Layer", "Capa"),
     "type": ("Type", "Tipo"),
@@ -140,7 +145,31 @@ def _tta_line(e: dict) -> str:
     return f"<p>{t('tta')}: <b>{html.escape(policy)}</b> ({t('passes')}: {view_count(policy)}){why}</p>"
 
 
-def _model_section(name: str, e: dict, history: list[dict]) -> str:
+def _members_curves(e: dict, members: list[dict]) -> str:
+    """An ensemble's curves: each member's accuracy, under its run, epochs and best val accuracy."""
+    records = (e.get("training") or {}).get("ensemble") or []
+    curves = {m["run"]: m["history"] for m in members}
+    parts = [f"<p>{t('ensemble')}: {len(records)}</p>"]
+    for i, m in enumerate(records, start=1):
+        parts.append(
+            f"<h4>{t('member')} {i}: {html.escape(m['run'])} · {t('epochs')}: {m.get('epochs_run', '–')} · "
+            f"val <span class='num'>{fmt(m.get('best_val_accuracy'))}</span></h4>"
+            + curve_svg(curves.get(m["run"], []), ("accuracy", "val_accuracy"), ("train", "val"), "accuracy")
+        )
+    return "".join(parts)
+
+
+def _architecture(arch: dict) -> str:
+    """The block diagram; an ensemble's, one per member network (they run side by side on the same face)."""
+    if not arch.get("members"):
+        return architecture_svg(arch)
+    return "".join(
+        f"<h4>{t('member')} {i} ({t('params')}: {m['params']:,})</h4>{architecture_svg(m)}"
+        for i, m in enumerate(arch["members"], start=1)
+    )
+
+
+def _model_section(name: str, e: dict, history: list[dict], members: list[dict] | None = None) -> str:
     m, lat, arch, tr = (
         e.get("metrics") or {},
         e.get("latency_ms") or {},
@@ -181,8 +210,12 @@ def _model_section(name: str, e: dict, history: list[dict]) -> str:
     )
     parts.append(
         f"<h3>{t('curves')}</h3>"
-        + curve_svg(history, ("accuracy", "val_accuracy"), ("train", "val"), "accuracy")
-        + curve_svg(history, ("loss", "val_loss"), ("train", "val"), "loss")
+        + (
+            _members_curves(e, members or [])
+            if tr.get("ensemble")
+            else curve_svg(history, ("accuracy", "val_accuracy"), ("train", "val"), "accuracy")
+            + curve_svg(history, ("loss", "val_loss"), ("train", "val"), "loss")
+        )
     )
     parts.append(
         f"<h3>{t('architecture')}</h3><p>{t('params')}: <b>{arch.get('params', '–'):,}</b> · {t('input')}: "
@@ -193,7 +226,7 @@ def _model_section(name: str, e: dict, history: list[dict]) -> str:
         + (f" · {t('refit')}" if tr.get("refit") else "")
         + "</p>"
     )
-    parts.append(architecture_svg(arch))
+    parts.append(_architecture(arch))
     rows = "".join(
         f"<tr><td>{html.escape(layer['name'])}</td><td>{layer['type']}</td><td>{layer.get('output_shape', '')}</td>"
         f"<td>{layer.get('activation', '')}</td><td class='num'>{layer['params']:,}</td></tr>"
@@ -317,17 +350,19 @@ def build(models_dir: str | Path, production: bool = True) -> str:
     root = Path(models_dir)
     manifest = Manifest(root)
     entries = {n: manifest.entry(n).data for n in manifest.names}
-    histories = {}
+    histories, members = {}, {}
     for n in entries:
         rep = root / "reports" / f"{n}.json"
-        histories[n] = json.loads(rep.read_text()).get("history", []) if rep.is_file() else []
+        report = json.loads(rep.read_text()) if rep.is_file() else {}
+        histories[n], members[n] = report.get("history", []), report.get("members", [])
     peers = [json.loads(p.read_text()) for p in sorted((root / "reports").glob("peer-*.json"))]
     options = [
         f"<option value='__all__' data-en='{I18N['all'][0]}' data-es='{I18N['all'][1]}'>{I18N['all'][0]}</option>"
     ]
     options += [f"<option value='{html.escape(n)}'>{html.escape(n)}</option>" for n in entries]
     body = (
-        (_comparison(entries, peers) + "".join(_model_section(n, e, histories[n]) for n, e in entries.items()))
+        _comparison(entries, peers)
+        + "".join(_model_section(n, e, histories[n], members[n]) for n, e in entries.items())
         if entries
         else f"<p>{t('nomodels')}</p>"
     )

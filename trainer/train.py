@@ -190,8 +190,8 @@ def teacher_model(folder: Path) -> Path | None:
 class _TfliteTeacher:
     """An exported teacher through the TFLite interpreter: float faces (0..255) in, softmax probabilities out.
 
-    Batch workers call it at once, so each thread has its own interpreters (one per batch size, built on first
-    use); the faces are quantised to the model's input as the device does (edge.core.runtime)."""
+    Batch workers call it at once, so each thread has its own runner (edge.core.runtime.BatchRunner: an
+    interpreter per batch size, faces quantised to the model's input as the device does)."""
 
     def __init__(self, path: Path):
         from edge.core.runtime import make_interpreter
@@ -201,19 +201,12 @@ class _TfliteTeacher:
         self._local = threading.local()
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        from edge.core.runtime import dequantize, make_interpreter, quantize
+        from edge.core.runtime import BatchRunner
 
-        by_size = self._local.__dict__.setdefault("by_size", {})
-        interp = by_size.get(len(x))
-        if interp is None:
-            interp = make_interpreter(self.path)
-            interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(x.shape))
-            interp.allocate_tensors()
-            by_size[len(x)] = interp
-        i, o = interp.get_input_details()[0], interp.get_output_details()[0]
-        interp.set_tensor(i["index"], quantize(x, i))
-        interp.invoke()
-        return dequantize(interp.get_tensor(o["index"]), o)
+        runner = self._local.__dict__.get("runner")
+        if runner is None:
+            runner = self._local.runner = BatchRunner(self.path)
+        return runner.run(x)
 
 
 class Teachers:
@@ -307,7 +300,7 @@ def _budget_callback(
         chunk_stopped = False
 
         def on_train_begin(self, logs=None):
-            self.prior = json.loads(state.read_text())["seconds"] if state.is_file() else 0.0
+            self.prior = prior_seconds(run_dir)
             self.t0 = time.monotonic()
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -319,7 +312,7 @@ def _budget_callback(
 
         def on_epoch_end(self, epoch, logs=None):
             elapsed = time.monotonic() - self.t0
-            state.write_text(json.dumps({"seconds": round(self.prior + elapsed, 1)}))
+            _write_json(state, {"seconds": round(self.prior + elapsed, 1)})
             if logs is not None:
                 logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
             if elapsed / 60.0 > max_minutes and epoch + 1 < (last_epoch or epochs):
@@ -334,6 +327,18 @@ def _budget_callback(
                 self.model.stop_training = True
 
     return Budget()
+
+
+def prior_seconds(run_dir: Path) -> float:
+    """Seconds the run trained in earlier sittings (budget.json; 0 for none)."""
+    state = run_dir / "budget.json"
+    try:
+        return float(json.loads(state.read_text())["seconds"]) if state.is_file() else 0.0
+    except (ValueError, KeyError, TypeError):  # damaged: this code writes it whole (_write_json)
+        raise UserError(
+            f"{state} is unreadable, so the minutes of earlier sittings are unknown; fix: delete it to go on "
+            "(those minutes are then not counted in minutes_total)"
+        ) from None
 
 
 def read_history(run_dir: Path | None) -> list[dict[str, float]]:
@@ -447,6 +452,7 @@ def train(
                 "fix: resume it with its own command, or pass another --runs"
             )
         _check_backup(run_dir / "backup")
+        prior_seconds(run_dir)  # readable before anything starts
     else:  # a fresh run, not a resume: drop the old curves and checkpoint
         for stale in ("history.csv", "best.keras", "train.json", "budget.json"):
             (run_dir / stale).unlink(missing_ok=True)
@@ -569,10 +575,15 @@ def _started(spec: ModelSpec, backbone: str, backbone_weights: Path | None, prep
     }
 
 
+def _write_json(path: Path, obj: dict) -> None:
+    """Whole or not at all: a run killed mid-write (SIGKILL, power cut) leaves the previous file, never a cut one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def _write_info(run_dir: Path, info: dict) -> None:
-    tmp = run_dir / "train.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(run_dir / "train.json")
+    _write_json(run_dir / "train.json", info)
 
 
 def accelerator(keras) -> dict[str, str]:

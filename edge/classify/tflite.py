@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from edge.core.errors import ModelError
 from edge.core.manifest import Manifest, ModelEntry
 from edge.core.paths import models_dir
 from edge.core.preprocess import PreprocessSpec
-from edge.core.runtime import dequantize, make_interpreter, quantize
+from edge.core.runtime import BatchRunner, dequantize, make_interpreter, quantize
 from edge.core.types import Prediction
 from edge.stats import latency_summary
 
@@ -53,8 +52,7 @@ class TFLiteClassifier:
                 f"model {self.name!r} lists labels {list(self.labels)}; they must be distinct; fix: restore the "
                 "manifest"
             )
-        self._path, self._threads = path, num_threads
-        self._batched: dict[int, Any] = {}  # batch size -> interpreter with its input resized to it
+        self._batches = BatchRunner(path, num_threads)  # an interpreter per batch size, built on first use
         self._interp = make_interpreter(path, num_threads)
         entry.check_interpreter(self._interp, variant)
         self._in = self._interp.get_input_details()[0]
@@ -106,16 +104,7 @@ class TFLiteClassifier:
         return list(probs)
 
     def _run_batch(self, x: np.ndarray) -> np.ndarray:
-        n = len(x)
-        interp = self._batched.get(n)
-        if interp is None:
-            interp = make_interpreter(self._path, self._threads)
-            interp.resize_tensor_input(self._in["index"], [n, *self.spec.input_shape])
-            interp.allocate_tensors()
-            self._batched[n] = interp
-        interp.set_tensor(self._in["index"], quantize(x, self._in))
-        interp.invoke()
-        return dequantize(interp.get_tensor(self._out["index"]), self._out)
+        return self._batches.run(x)
 
     def _run(self, face: np.ndarray) -> np.ndarray:
         self._interp.set_tensor(self._in["index"], quantize(np.ascontiguousarray(face)[None], self._in))

@@ -121,3 +121,26 @@ def dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
     if scale == 0.0:
         return q.astype(np.float32)
     return (scale * (q.astype(np.float32) - zp)).astype(np.float32)
+
+
+class BatchRunner:
+    """One model on batches of any size: an interpreter per batch size (input resized and tensors allocated on first
+    use), inputs quantised and outputs dequantised by the tensors' own parameters. An interpreter is not thread-safe:
+    one runner per thread (trainer/train.py keeps one per worker thread)."""
+
+    def __init__(self, model_path: str | Path, num_threads: int = 1):
+        self.path, self.num_threads = Path(model_path), num_threads
+        self._by_size: dict[int, tuple[Any, dict, dict]] = {}
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Real-valued outputs for the batch x (batch first, e.g. (n, 100, 100, 3) face bytes)."""
+        found = self._by_size.get(len(x))
+        if found is None:
+            interp = make_interpreter(self.path, self.num_threads)
+            interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(x.shape))
+            interp.allocate_tensors()
+            found = self._by_size[len(x)] = (interp, interp.get_input_details()[0], interp.get_output_details()[0])
+        interp, i, o = found
+        interp.set_tensor(i["index"], quantize(x, i))
+        interp.invoke()
+        return dequantize(interp.get_tensor(o["index"]), o)
