@@ -558,8 +558,9 @@ def test_a_refit_cut_by_its_time_limit_resumes_only_as_the_same_refit(suite, run
 def test_combine_ships_the_members_mean_as_one_model(suite, run, fer_root, tmp_path):
     """`combine` of two finished runs (the suite's binary-scratch and one more seed) writes one model whose float
     TFLite export gives the mean of the members' Keras probabilities; `export` and `evaluate` ship it as any run,
-    with each member on record; the report draws each member; refit refuses it in one line; and what cannot be
-    combined (one run, another spec's run, a folder already holding a model) is a one-line error."""
+    with each member on record; the report draws each member; refit refuses it in one line; what cannot be
+    combined (one run, runs of two architectures or of fewer classes, a folder already holding a model) is a
+    one-line error; and runs of more classes take part restricted to the spec's, renormalised."""
     import keras
 
     base, _ = suite
@@ -604,10 +605,24 @@ def test_combine_ships_the_members_mean_as_one_model(suite, run, fer_root, tmp_p
     proc = run("trainer", "refit", "binary-scratch", fer_root, "--smoke", "--models", models, "--runs", tmp_path / "rf")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "is an ensemble of 2 runs" in proc.stderr and not (tmp_path / "rf").exists()
-    for args, says in (
-        ((one,), "at least two runs"),
-        ((one, base / "runs" / "multiclass3-resnet"), "not ['happy', 'sad']"),
-        ((one, two), "already holds a model"),
+    three = base / "runs" / "multiclass3-resnet"
+    for spec, args, says in (
+        ("binary-scratch", (one,), "at least two runs"),
+        ("binary-scratch", (one, three), "the runs differ in arch"),
+        ("multiclass3-resnet", (three, one), "not ['happy', 'sad', 'surprise'] or more"),
+        ("binary-scratch", (one, two), "already holds a model"),
     ):
-        proc = run("trainer", "combine", "binary-scratch", *args, "--runs", ens)
+        proc = run("trainer", "combine", spec, *args, "--runs", ens)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr, proc.stderr
+
+    # runs of more classes take part restricted: each member's softmax over the spec's classes, renormalised
+    copy = tmp_path / "copy" / "multiclass3-resnet"
+    shutil.copytree(three, copy)
+    proc = run("trainer", "combine", "binary-resnet", three, copy, "--runs", ens)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((ens / "binary-resnet" / "train.json").read_text())
+    assert info["spec"] == "binary-resnet" and info["labels"] == ["happy", "sad"] and "train_counts" not in info
+    assert [m["labels"] for m in info["ensemble"]] == [["happy", "sad", "surprise"]] * 2
+    member = keras.models.load_model(str(three / "model.keras"), compile=False).predict(x, verbose=0)[:, :2]
+    combined = keras.models.load_model(str(ens / "binary-resnet" / "model.keras"), compile=False).predict(x, verbose=0)
+    assert np.allclose(combined, member / member.sum(axis=1, keepdims=True), atol=1e-5)

@@ -233,11 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[spec, par["verbose"], par["store"]],
         help="make one model of finished runs of SPEC: the mean of their probabilities (export it as any run)",
         description="Write RUNS/SPEC/model.keras, the mean probability of the RUN_DIRs (finished runs of SPEC on "
-        "train, same preprocessing), and a train.json recording each member's command, recipe, teachers and "
-        "sha256. `export` and `evaluate` with the same --runs then make and judge it like any run; its int8 "
-        "export is one TFLite file, its cost per face that of all its members. No data is read.",
+        "train, same preprocessing; a run of more classes takes part with its softmax restricted to SPEC's), and "
+        "a train.json recording each member's classes, command, recipe, teachers and sha256. `export` and "
+        "`evaluate` with the same --runs then make and judge it like any run; its int8 export is one TFLite file, "
+        "its cost per face that of all its members. No data is read.",
     )
-    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC")
+    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC (or more classes)")
 
     s = sub.add_parser(
         "suite",
@@ -609,7 +610,7 @@ def cmd_combine(args) -> int:
 
     spec = get_spec(args.spec)
     argv = ["emotion-trainer", "combine", spec.name, *map(str, args.run_dirs), "--runs", str(args.runs)]
-    info = combine(args.run_dirs, spec.labels, args.runs / spec.name, shlex.join(argv))
+    info = combine(spec.name, args.run_dirs, spec.labels, args.runs / spec.name, shlex.join(argv))
     print(
         f"{spec.name}: ensemble of {len(info['ensemble'])} runs ({info['params']:,} parameters) -> "
         f"{args.runs / spec.name}; next: emotion-trainer export {spec.name} DATA --runs {args.runs}"

@@ -17,14 +17,19 @@ from edge.core.preprocess import PreprocessSpec
 from .dataset import DataOptions
 
 
-def _runs(dirs: list[Path], labels: tuple[str, ...]) -> list[dict]:
+def _runs(dirs: list[Path], labels: tuple[str, ...], more_ok: bool = False) -> list[dict]:
+    """The runs' train.json, each run predicting `labels` (or, with more_ok, at least them)."""
     infos = []
     for d in dirs:
         if not (d / "model.keras").is_file() or not (d / "train.json").is_file():
             raise UserError(f"{d} has no model.keras and train.json; fix: pass finished run folders (RUNS/<spec>)")
         info = json.loads((d / "train.json").read_text())
-        if tuple(info["labels"]) != labels:
-            raise UserError(f"{d} predicts {info['labels']}, not {list(labels)}; fix: pass runs of the same spec")
+        if tuple(info["labels"]) != labels and not (more_ok and set(labels) <= set(info["labels"])):
+            raise UserError(
+                f"{d} predicts {info['labels']}, not {list(labels)}"
+                f"{' or more' if more_ok else ''}; fix: pass runs of the same spec"
+                f"{' or of a spec with more classes' if more_ok else ''}"
+            )
         infos.append(info)
     if len({json.dumps(i["preprocess"], sort_keys=True) for i in infos}) > 1:
         raise UserError("the runs preprocess faces differently; fix: compare runs made with the same preprocessing")
@@ -71,11 +76,32 @@ def _common(values: list) -> object:
     return values[0] if all(v == values[0] for v in values) else None
 
 
-def combine(dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: str) -> dict:
-    """One model from finished runs of the same spec: the mean of their probabilities, as a Keras model whose int8
-    export is one TFLite file (`export` and `evaluate` treat it as any run). Writes OUT_DIR/model.keras and a
-    train.json that records each member (its run, command, recipe, teachers and model sha256) and the settings
-    they share. Its cost per face is the members' together."""
+def restricted(model, classes: list[str], labels: tuple[str, ...], name: str):
+    """The network with its softmax over `labels` alone, in that order: its last layer (a softmax Dense) cut to
+    those classes' logits. A softmax over some of the logits is the full softmax restricted to those classes and
+    renormalised, the vote a teacher of more classes gives (trainer/train.py: Teachers)."""
+    import keras
+
+    last = model.layers[-1]
+    if type(last).__name__ != "Dense" or last.get_config().get("activation") != "softmax":
+        raise UserError(
+            f"{name}: the last layer of a run of {classes} is not a softmax Dense, so it cannot be restricted to "
+            f"{list(labels)}; fix: combine runs of exactly these classes"
+        )
+    cols = [classes.index(c) for c in labels]
+    kernel, bias = last.get_weights()
+    head = keras.layers.Dense(len(labels), activation="softmax", name=f"{last.name}_{len(labels)}")
+    out = head(last.input)
+    head.set_weights([kernel[:, cols], bias[cols]])
+    return keras.Model(model.inputs[0], out, name=name)
+
+
+def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: str) -> dict:
+    """One model of SPEC from finished runs: the mean of their probabilities, as a Keras model whose int8 export is
+    one TFLite file (`export` and `evaluate` treat it as any run). A run of more classes than SPEC's takes part
+    restricted to SPEC's (`restricted`). Writes OUT_DIR/model.keras and a train.json that records each member
+    (its run, classes, command, recipe, teachers and model sha256) and the settings they share. Its cost per face
+    is the members' together."""
     import keras
 
     from edge.core.manifest import sha256_file
@@ -84,7 +110,7 @@ def combine(dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: s
         raise UserError("an ensemble needs at least two runs; fix: pass two or more finished RUN_DIRs")
     if len({d.resolve() for d in dirs}) < len(dirs):
         raise UserError("a run is named twice; fix: pass each RUN_DIR once")
-    infos = _runs(dirs, labels)
+    infos = _runs(dirs, labels, more_ok=True)
     for d, info in zip(dirs, infos, strict=True):
         if not info.get("complete", True) or info.get("refit"):
             raise UserError(
@@ -97,15 +123,20 @@ def combine(dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: s
     if (out_dir / "model.keras").exists():
         raise UserError(f"{out_dir} already holds a model; fix: choose another --runs folder or remove it")
     members = []
-    for i, d in enumerate(dirs, start=1):
+    for i, (d, info) in enumerate(zip(dirs, infos, strict=True), start=1):
         m = keras.models.load_model(str(d / "model.keras"), compile=False)
-        members.append(keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}"))  # distinct names inside the ensemble
+        name = f"member_{i}"  # distinct names inside the ensemble
+        same = tuple(info["labels"]) == labels
+        members.append(
+            keras.Model(m.inputs[0], m.outputs[0], name=name) if same else restricted(m, info["labels"], labels, name)
+        )
     face = keras.Input(shape=tuple(members[0].inputs[0].shape[1:]), name="face")
     mean = keras.layers.Average(name="mean_probability")([m(face) for m in members])
     model = keras.Model(face, mean, name=f"ensemble_of_{len(members)}")
     recipe = {k: _common([i["recipe"].get(k) for i in infos]) for k in infos[0]["recipe"]}
+    more = any(tuple(i["labels"]) != labels for i in infos)  # class counts of other classes would mislead
     info = {
-        "spec": infos[0]["spec"],
+        "spec": spec,
         "labels": list(labels),
         "arch": infos[0]["arch"],
         "recipe": {k: v for k, v in recipe.items() if v is not None and k != "max_minutes"},
@@ -117,8 +148,8 @@ def combine(dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: s
         "command": command,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "params": int(model.count_params()),
-        "train_counts": _common([i.get("train_counts") for i in infos]),
-        "val_counts": _common([i.get("val_counts") for i in infos]),
+        "train_counts": None if more else _common([i.get("train_counts") for i in infos]),
+        "val_counts": None if more else _common([i.get("val_counts") for i in infos]),
         "minutes_total": round(sum(i.get("minutes_total", 0.0) for i in infos), 1),
         "device": _common([i.get("device") for i in infos]),
         "ensemble": [
@@ -137,8 +168,10 @@ def combine(dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: s
 
 
 # What an ensemble keeps of each member's train.json: enough to train it again (command, recipe, teachers,
-# backbone weights) and to compare it (where, how long, how far, its best val accuracy).
+# backbone weights), its classes (more than the ensemble's when restricted) and to compare it (where, how long,
+# how far, its best val accuracy).
 MEMBER_KEYS = (
+    "labels",
     "command",
     "date",
     "recipe",
