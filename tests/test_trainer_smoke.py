@@ -609,6 +609,7 @@ def test_combine_ships_the_members_mean_as_one_model(suite, run, fer_root, tmp_p
     for spec, args, says in (
         ("binary-scratch", (one,), "at least two runs"),
         ("binary-scratch", (one, three), "the runs differ in arch"),
+        ("binary-resnet", (one, two), "the runs are scratch networks and binary-resnet is a resnet spec"),
         ("multiclass3-resnet", (three, one), "not ['happy', 'sad', 'surprise'] or more"),
         ("binary-scratch", (one, two), "already holds a model"),
     ):

@@ -15,6 +15,7 @@ from edge.core.errors import UserError
 from edge.core.preprocess import PreprocessSpec
 
 from .dataset import DataOptions
+from .specs import get_spec
 
 
 def _runs(dirs: list[Path], labels: tuple[str, ...], more_ok: bool = False) -> list[dict]:
@@ -120,6 +121,11 @@ def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path,
     for key in ("arch", "faces"):
         if _common([i[key] for i in infos]) is None:
             raise UserError(f"the runs differ in {key}; fix: combine runs of one architecture and face source")
+    if infos[0]["arch"] != get_spec(spec).arch:
+        raise UserError(
+            f"the runs are {infos[0]['arch']} networks and {spec} is a {get_spec(spec).arch} spec; fix: combine "
+            f"them as a {infos[0]['arch']} spec"
+        )
     if (out_dir / "model.keras").exists():
         raise UserError(f"{out_dir} already holds a model; fix: choose another --runs folder or remove it")
     members = []
