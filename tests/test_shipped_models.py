@@ -75,3 +75,20 @@ def test_readme_table_is_the_models_command_output():
     header = next(i for i, ln in enumerate(readme) if ln.startswith("model") and "int8 acc" in ln)
     assert readme[header] == proc.stdout.splitlines()[0]
     assert readme[header + 1 : header + 1 + len(printed)] == printed
+
+
+def test_no_shipped_file_passes_the_float_file_limit():
+    """A float file that would pass FLOAT_FILE_LIMIT (an ensemble's) ships with float16 weights and says so; it still
+    takes and gives float32 tensors, so the device runs it as any float32 variant."""
+    pytest.importorskip("tensorflow", reason="trainer.export needs the 'train' extra")
+    from trainer.export import FLOAT_FILE_LIMIT
+
+    manifest = Manifest(models_dir())
+    halved = 0
+    for name in manifest.names:
+        for variant, rec in manifest.entry(name).data["variants"].items():
+            assert rec["size_bytes"] <= FLOAT_FILE_LIMIT, (name, variant)
+            if rec.get("weights") == "float16":
+                assert variant == "float32" and rec["input"]["dtype"] == rec["output"]["dtype"] == "float32"
+                halved += 1
+    assert halved == 2  # the two three-network ensembles

@@ -627,3 +627,31 @@ def test_combine_ships_the_members_mean_as_one_model(suite, run, fer_root, tmp_p
     member = keras.models.load_model(str(three / "model.keras"), compile=False).predict(x, verbose=0)[:, :2]
     combined = keras.models.load_model(str(ens / "binary-resnet" / "model.keras"), compile=False).predict(x, verbose=0)
     assert np.allclose(combined, member / member.sum(axis=1, keepdims=True), atol=1e-5)
+
+
+def test_float16_weights_halve_a_float_file_and_keep_its_answers(tmp_path):
+    """`convert(..., float16_weights=True)`: the weights stored as float16, the tensors float32, the outputs those of
+    the float32 file to float16 precision."""
+    import keras
+
+    from edge.core.runtime import make_interpreter
+    from trainer.export import convert
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, "relu"), keras.layers.Dense(4, "softmax")])
+    x = np.random.default_rng(0).random((8, 64), dtype=np.float32)
+    outs, sizes = [], []
+    for half in (False, True):
+        path = tmp_path / f"m{int(half)}.tflite"
+        path.write_bytes(convert(model, None, float16_weights=half))
+        interp = make_interpreter(path)
+        i, o = interp.get_input_details()[0], interp.get_output_details()[0]
+        assert i["dtype"] == o["dtype"] == np.float32
+        interp.resize_tensor_input(i["index"], list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(i["index"], x)
+        interp.invoke()
+        outs.append(interp.get_tensor(o["index"]))
+        sizes.append(path.stat().st_size)
+    assert sizes[1] < 0.6 * sizes[0]
+    assert np.allclose(outs[0], outs[1], atol=2e-3)
