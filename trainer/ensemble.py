@@ -16,6 +16,7 @@ from edge.core.preprocess import PreprocessSpec
 
 from .dataset import DataOptions
 from .specs import get_spec
+from .train import write_json
 
 
 def _runs(dirs: list[Path], labels: tuple[str, ...], more_ok: bool = False) -> list[dict]:
@@ -169,7 +170,7 @@ def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(out_dir / "model.keras"))
-    (out_dir / "train.json").write_text(json.dumps({k: v for k, v in info.items() if v is not None}, indent=2))
+    write_json(out_dir / "train.json", {k: v for k, v in info.items() if v is not None})
     return info
 
 

@@ -312,7 +312,7 @@ def _budget_callback(
 
         def on_epoch_end(self, epoch, logs=None):
             elapsed = time.monotonic() - self.t0
-            _write_json(state, {"seconds": round(self.prior + elapsed, 1)})
+            write_json(state, {"seconds": round(self.prior + elapsed, 1)})
             if logs is not None:
                 logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
             if elapsed / 60.0 > max_minutes and epoch + 1 < (last_epoch or epochs):
@@ -334,7 +334,7 @@ def prior_seconds(run_dir: Path) -> float:
     state = run_dir / "budget.json"
     try:
         return float(json.loads(state.read_text())["seconds"]) if state.is_file() else 0.0
-    except (ValueError, KeyError, TypeError):  # damaged: this code writes it whole (_write_json)
+    except (ValueError, KeyError, TypeError):  # damaged: this code writes it whole (write_json)
         raise UserError(
             f"{state} is unreadable, so the minutes of earlier sittings are unknown; fix: delete it to go on "
             "(those minutes are then not counted in minutes_total)"
@@ -575,7 +575,7 @@ def _started(spec: ModelSpec, backbone: str, backbone_weights: Path | None, prep
     }
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
     """Whole or not at all: a run killed mid-write (SIGKILL, power cut) leaves the previous file, never a cut one."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -583,7 +583,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def _write_info(run_dir: Path, info: dict) -> None:
-    _write_json(run_dir / "train.json", info)
+    write_json(run_dir / "train.json", info)
 
 
 def accelerator(keras) -> dict[str, str]:
