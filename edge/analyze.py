@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 
 from edge.core.errors import UserError
 from edge.core.imageio import read_image
+from edge.core.metrics import confusion_matrix, from_confusion
 from edge.core.paths import IMAGE_SUFFIXES
 from edge.core.preprocess import preprocess_face
 from edge.core.types import Box
@@ -35,18 +37,41 @@ class Skipped:
         log.warning("skipping %s: %s", f, why)
 
 
-def iter_frames(path: Path, every: int = 1, skipped: Skipped | None = None) -> Iterator[tuple[str, int, np.ndarray]]:
+def folder_files(root: Path) -> list[Path]:
+    """Images and videos under `root`, sorted, following linked folders (each real folder read once, by the first
+    path to it in name order)."""
+    seen: set[str] = set()
+    out = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()  # which of two links to one folder is read does not depend on the file system's order
+        out += [
+            Path(folder, n)
+            for n in names
+            if Path(n).suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and os.path.isfile(os.path.join(folder, n))
+        ]
+    return sorted(out)
+
+
+def iter_frames(
+    path: Path, every: int = 1, skipped: Skipped | None = None, only: tuple[str, ...] | None = None
+) -> Iterator[tuple[str, int, np.ndarray]]:
     """(file, frame index, BGR frame) for an image, a video, or every image/video in a folder.
 
-    A single unreadable file is a UserError; in a folder, unreadable files are skipped and recorded."""
+    `only`: read just the files under these subfolders of the folder. A single unreadable file is a UserError; in a
+    folder, unreadable files are skipped and recorded."""
     if not path.exists():
         raise UserError(f"{path} does not exist; fix: pass an image, a video file or a folder of them")
     if path.is_dir():
-        files = sorted(
-            f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES and f.is_file()
-        )
+        files = folder_files(path)
         if not files:
             raise UserError(f"{path} holds no images or videos ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
+        if only is not None:
+            files = [f for f in files if f.relative_to(path).parts[0] in only and len(f.relative_to(path).parts) > 1]
     elif not stat.S_ISREG(path.stat().st_mode):
         raise UserError(f"{path} is not a regular file; fix: pass an image, a video file or a folder")
     else:
@@ -83,13 +108,18 @@ def iter_frames(path: Path, every: int = 1, skipped: Skipped | None = None) -> I
 
 
 def analyze_frames(
-    path: Path, classifier, detector, every: int = 1, skipped: Skipped | None = None
+    path: Path,
+    classifier,
+    detector,
+    every: int = 1,
+    skipped: Skipped | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[str, int, np.ndarray, list[tuple[Box, dict]]]]:
     """Per analysed frame: (file, frame index, frame, [(box, record)]), one record per face."""
     # "Already a crop" (--no-detect) must be cropped exactly as training and `evaluate` crop dataset faces: the frame
     # itself is the face (box None), not a whole-frame box that would get the detector's margin and offset.
     whole_frame = detector.name == "full-frame"
-    for file, idx, frame in iter_frames(path, every, skipped):
+    for file, idx, frame in iter_frames(path, every, skipped, only):
         h, w = frame.shape[:2]
         faces = []
         for face_i, box in enumerate(detector.detect(frame)):
@@ -187,3 +217,88 @@ def format_line(rec: dict, as_json: bool) -> str:
         return json.dumps(rec)
     probs = " ".join(f"{k}={v:.2f}" for k, v in rec["probabilities"].items())
     return f"{rec['file']}#{rec['frame']} face {rec['face']}: {rec['emotion']} ({rec['confidence']:.2f})  {probs}"
+
+
+NO_FACE = "(no face)"
+
+
+class Score:
+    """`analyze DIR --score`: how the pipeline does on a labelled folder, DIR/<label>/<images or videos>.
+
+    Each image (or analysed video frame) is one sample whose label is its subfolder's name; its prediction is that of
+    its largest face, as the trainer picks a photo's face; a sample in which no face was found counts as wrong (the
+    `(no face)` column), so accuracy and macro-F1 measure what a user of the whole pipeline gets. Subfolders whose name
+    is not one of the model's labels are not read, and are listed."""
+
+    def __init__(self, root: Path, labels: tuple[str, ...]):
+        if not root.is_dir():
+            raise UserError(f"--score needs a folder of class folders ({root} is a file); fix: pass DIR/<label>/...")
+        subdirs = sorted(d.name for d in root.iterdir() if d.is_dir())
+        self.labels = labels
+        self.scored = tuple(d for d in subdirs if d in labels)
+        if not self.scored:
+            raise UserError(
+                f"{root} has no folder named after a label of this model ({', '.join(labels)}); "
+                "fix: put each class's images in DIR/<label>/"
+            )
+        self.not_scored = {d: len(folder_files(root / d)) for d in subdirs if d not in labels}
+        self.root = root
+        self.true: list[int] = []
+        self.pred: list[int] = []
+
+    def add(self, file: str, faces: list[tuple[Box, dict]]) -> None:
+        label = Path(file).relative_to(self.root).parts[0]
+        self.true.append(self.labels.index(label))
+        if not faces:
+            self.pred.append(len(self.labels))
+            return
+        _, rec = max(faces, key=lambda f: f[0].width * f[0].height)
+        self.pred.append(self.labels.index(rec["emotion"]))
+
+    def summary(self) -> dict:
+        n = len(self.labels)
+        if not self.true:
+            raise UserError(f"no readable image under the label folders of {self.root}; fix: check the files")
+        m = from_confusion(confusion_matrix(np.array(self.true), np.array(self.pred), n + 1), (*self.labels, NO_FACE))
+        per_class = {k: m["per_class"][k] for k in self.labels}
+        true, pred = np.array(self.true), np.array(self.pred)
+        found = pred < n
+        return {
+            "samples": len(true),
+            "accuracy": round(m["accuracy"], 4),
+            "macro_f1": round(float(np.mean([c["f1"] for k, c in per_class.items() if k in self.scored])), 4),
+            "no_face": int((~found).sum()),
+            "accuracy_where_found": round(float((true[found] == pred[found]).mean()), 4) if found.any() else None,
+            "per_class": {
+                k: {
+                    "samples": per_class[k]["support"],
+                    "no_face": int(((true == i) & ~found).sum()),
+                    "recall": round(per_class[k]["recall"], 4),
+                    "f1": round(per_class[k]["f1"], 4),
+                }
+                for i, k in enumerate(self.labels)
+                if k in self.scored
+            },
+            "confusion_matrix": m["confusion_matrix"],
+            "confusion_matrix_axes": "rows = true class, columns = predicted class, in `labels` order",
+            "labels": [*self.labels, NO_FACE],
+            "not_scored": self.not_scored,
+        }
+
+
+def format_score(summary: dict, header: dict) -> str:
+    lines = [" ".join(f"{k}={v}" for k, v in header.items())]
+    lines.append(f"{'label':<12} {'samples':>7} {'no face':>7} {'recall':>7} {'F1':>7}")
+    for k, c in summary["per_class"].items():
+        lines.append(f"{k:<12} {c['samples']:>7} {c['no_face']:>7} {c['recall']:>7.4f} {c['f1']:>7.4f}")
+    found = summary["accuracy_where_found"]
+    lines.append(
+        f"accuracy {summary['accuracy']:.4f}  macro-F1 {summary['macro_f1']:.4f}  over {summary['samples']} samples "
+        f"(no face in {summary['no_face']}, counted wrong; accuracy where a face was found "
+        f"{'-' if found is None else f'{found:.4f}'})"
+    )
+    if summary["not_scored"]:
+        lines.append(
+            "not scored (no such label): " + ", ".join(f"{k} ({v} files)" for k, v in summary["not_scored"].items())
+        )
+    return "\n".join(lines)

@@ -41,6 +41,7 @@ def build_parts(cfg: Config) -> tuple[TFLiteClassifier, Detector, FrameSource]:
         min_size_px=d.min_face_px,
         max_faces=d.max_faces,
         num_threads=d.threads,
+        pad=d.pad,
     )
     source = make_source(cfg.camera)
     return classifier, detector, source

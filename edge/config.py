@@ -95,6 +95,13 @@ class DetectorConfig:
     min_face_px: int = opt(20, "ignore faces smaller than this (pixels, shorter side)", ge=1, le=4096)
     max_faces: int = opt(5, "at most this many faces per frame (highest scores first)", ge=1, le=100)
     threads: int = opt(1, "interpreter threads", ge=1, le=64)
+    pad: float = opt(
+        0.0,
+        "close-ups: also detect on the frame inside a black border of this fraction of its longer side (a second "
+        "pass, for faces that fill the frame or are cut by its edges; 0 = off, 0.25 is what analyze uses)",
+        ge=0,
+        le=1,
+    )
 
 
 @dataclass

@@ -113,24 +113,92 @@ def _shipped_models():
 
 @pytest.mark.parametrize("model", _shipped_models())
 def test_public_cli_agrees_with_the_manifest(fer_root, model):
-    """`analyze --no-detect` over the test split gives the manifest's accuracy (from `evaluate`) to the 4th decimal:
-    the public "already a crop" path preprocesses exactly as training and evaluation do."""
+    """`analyze --no-detect --score` over the test split gives the manifest's accuracy and macro-F1 (from `evaluate`)
+    to the 4th decimal: the public "already a crop" path preprocesses exactly as training and evaluation do, and the
+    score reads each class folder the manifest counted."""
     from edge.core.manifest import Manifest
     from edge.core.paths import models_dir
 
     entry = Manifest(models_dir()).entry(model)
-    labels = set(entry.labels)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge", "analyze", str(fer_root / "test"), "--no-detect", "--json", "--model", model],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    cmd = [sys.executable, "-m", "edge", "analyze", str(fer_root / "test"), "--no-detect", "--score", "--json"]
+    proc = subprocess.run([*cmd, "--model", model], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    rows = [(r["file"].split("/")[-2], r["emotion"]) for r in rows if r["file"].split("/")[-2] in labels]
+    score = json.loads(proc.stdout)
     metrics = entry.data["metrics"]
-    assert len(rows) == metrics["int8"].get("n", metrics.get("n"))
-    assert round(sum(t == p for t, p in rows) / len(rows), 4) == metrics["int8"]["accuracy"]
+    assert score["samples"] == metrics["int8"].get("n", metrics.get("n")) and score["no_face"] == 0
+    assert score["accuracy"] == metrics["int8"]["accuracy"]
+    assert score["macro_f1"] == metrics["int8"]["macro"]["f1"]
+    assert set(score["per_class"]) == set(entry.labels) and score["pad"] is None
+
+
+def _score(edge_models, folder, *args):
+    proc = _analyze(edge_models, folder, "--score", "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_score_counts_images_without_a_face_and_skips_other_folders(tmp_path, edge_models, astronaut):
+    """Each image is one sample labelled by its folder; no face found counts as wrong; folders that are not the
+    model's labels are not read but listed; `--pad 0` misses the close-up that the default pad finds."""
+    from edge.detect import make_detector
+    from tests.test_detect import _tight_crop
+
+    face = make_detector("blazeface-short").detect(astronaut)[0]
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "sad").mkdir()
+    (tmp_path / "not-a-label").mkdir()
+    cv2.imwrite(str(tmp_path / "happy" / "whole.png"), astronaut)
+    cv2.imwrite(str(tmp_path / "happy" / "close-up.png"), _tight_crop(astronaut, face, 0.1))
+    cv2.imwrite(str(tmp_path / "sad" / "blank.png"), np.full((120, 120, 3), 127, np.uint8))
+    cv2.imwrite(str(tmp_path / "not-a-label" / "x.png"), astronaut)
+    lines = [json.loads(x) for x in _analyze(edge_models, tmp_path / "happy", "--json").stdout.splitlines()]
+    assert sorted(r["file"].rsplit("/", 1)[1] for r in lines) == ["close-up.png", "whole.png"]
+    right = sum(r["emotion"] == "happy" for r in lines)
+
+    score = _score(edge_models, tmp_path)
+    assert score["samples"] == 3 and score["no_face"] == 1 and score["not_scored"] == {"not-a-label": 1}
+    assert score["per_class"]["happy"] == {**score["per_class"]["happy"], "samples": 2, "no_face": 0}
+    assert score["per_class"]["sad"]["samples"] == 1 and score["per_class"]["sad"]["recall"] == 0.0
+    assert score["accuracy"] == round(right / 3, 4) and score["pad"] == 0.25
+    assert score["confusion_matrix"][score["labels"].index("sad")][-1] == 1  # the blank image: "(no face)"
+
+    unpadded = _score(edge_models, tmp_path, "--pad", "0")
+    assert unpadded["no_face"] == 2 and unpadded["per_class"]["happy"]["no_face"] == 1
+
+    text = _analyze(edge_models, tmp_path, "--score")
+    assert text.returncode == 0 and "no face in 1, counted wrong" in text.stdout
+    assert "not-a-label (1 files)" in text.stdout
+
+
+def test_score_mistakes_are_one_line(tmp_path, edge_models, astronaut):
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), astronaut)
+    (tmp_path / "cats").mkdir()
+    cv2.imwrite(str(tmp_path / "cats" / "b.png"), astronaut)
+    for args, says in (
+        ((image, "--score"), "needs a folder of class folders"),
+        ((tmp_path, "--score"), "no folder named after a label"),
+        ((tmp_path, "--pad", "2"), "--pad 2.0 is out of range"),
+    ):
+        proc = _analyze(edge_models, *args)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("emotion-edge: error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and says in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_folder_reads_linked_folders_once(tmp_path, edge_models):
+    """Linked class folders are read (a dataset assembled from links), each real folder once, loops ended."""
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(real / f"{i}.png"), np.full((48, 48), 90 * i, np.uint8))
+    view = tmp_path / "view"
+    view.mkdir()
+    (view / "happy").symlink_to(real, target_is_directory=True)
+    (view / "again").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(view, target_is_directory=True)
+    proc = _analyze(edge_models, view, "--no-detect", "--json")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(json.loads(x)["file"].split("/view/")[1] for x in proc.stdout.splitlines())
+    assert names == ["again/0.png", "again/1.png"]

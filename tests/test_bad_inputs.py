@@ -24,6 +24,7 @@ CONFIG_CASES = [
     ("max-faces-zero", {}, {"detector": {"max_faces": 0}}, "detector.max_faces"),
     ("max-faces-huge", {}, {"detector": {"max_faces": 10**9}}, "detector.max_faces"),
     ("detector-threads-huge", {}, {"detector": {"threads": 1000000}}, "detector.threads"),
+    ("detector-pad", {}, {"detector": {"pad": 1.5}}, "detector.pad"),
     ("classifier-threads-zero", {}, {"classifier": {"threads": 0}}, "classifier.threads"),
     ("min-confidence", {}, {"tracking": {"min_confidence": 2.0}}, "tracking.min_confidence"),
     ("max-missing", {}, {"tracking": {"max_missing_s": -1.0}}, "tracking.max_missing_s"),

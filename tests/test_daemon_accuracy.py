@@ -80,3 +80,26 @@ def test_events_match_labels(tmp_path, fer_root):
     rate = hits / matched
     expected = entry.data["metrics"]["int8"]["macro"]["recall"]  # balanced classes: accuracy ~ macro recall
     assert rate >= expected - 0.15, f"events matched labels {rate:.2f} vs model's balanced accuracy {expected:.2f}"
+
+
+@pytest.mark.parametrize("pad", [0.0, 0.25])
+def test_a_close_up_needs_the_detector_pad(tmp_path, edge_models, astronaut, pad):
+    """A face that fills the camera frame and is cut by its edges (someone close to a kiosk camera): the daemon with
+    `[detector] pad = 0` (the default) sees nobody; with a pad it publishes the face."""
+    from tests.test_detect import _tight_crop
+
+    face = make_detector("blazeface-short").detect(astronaut)[0]
+    frame = cv2.resize(_tight_crop(astronaut, face, 0.1), (480, 480), interpolation=cv2.INTER_LINEAR)
+    clip = write_clip(tmp_path / "close-up.avi", [frame] * 30, fps=30)
+    cfg = write_config(
+        tmp_path / "c.toml",
+        {"device_id": "close", "publisher": "stdout", "stats_interval_s": 60.0},
+        camera={"type": "file", "path": str(clip), "loop": False},
+        detector={"pad": pad},
+        tracking={"min_confidence": 0.0, "min_duration_s": 0.1},
+    )
+    rc, out, err = Daemon(cfg, edge_models[0]).run_to_end(timeout=120)
+    assert rc == 0, err[-2000:]
+    msgs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    appears = [m for m in msgs if m.get("topic", "").endswith("/events") and m["payload"]["type"] == "appear"]
+    assert len(appears) == (1 if pad else 0), appears

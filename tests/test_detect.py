@@ -36,3 +36,37 @@ def test_max_faces_and_min_size(astronaut):
 def test_unknown_detector():
     with pytest.raises(UserError, match="unknown detector"):
         make_detector("haar")
+
+
+def _tight_crop(img, box, cut):
+    """The face box shrunk by `cut` of its size on every side: a close-up cut by the frame's edges."""
+    w, h = box.x1 - box.x0, box.y1 - box.y0
+    return img[int(box.y0 + cut * h) : int(box.y1 - cut * h), int(box.x0 + cut * w) : int(box.x1 - cut * w)]
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.15])
+def test_pad_finds_a_face_cut_by_the_frame(astronaut, cut):
+    """BlazeFace alone misses a face that fills the frame and is cut by its edges (a tight photo crop, a close-up);
+    the padded pass finds it, and its box covers most of the frame."""
+    face = make_detector("blazeface-short").detect(astronaut)[0]
+    crop = _tight_crop(astronaut, face, cut)
+    assert make_detector("blazeface-short").detect(crop) == []
+    found = make_detector("blazeface-short", pad=0.25).detect(crop)
+    assert len(found) == 1 and found[0].score > 0.5
+    assert found[0].width > 0.8 * crop.shape[1] and found[0].height > 0.8 * crop.shape[0]
+
+
+def test_pad_keeps_the_faces_of_a_camera_frame(astronaut):
+    """A face both passes find is kept once, as the pass that scored it higher saw it: on a frame whose face is
+    whole, the padded detector answers exactly as the plain one."""
+    plain = make_detector("blazeface-short").detect(astronaut)
+    assert make_detector("blazeface-short", pad=0.25).detect(astronaut) == plain
+    assert make_detector("blazeface-short", pad=0.25, max_faces=0).detect(astronaut) == []
+
+
+@pytest.mark.parametrize("pad", [-0.1, 1.5])
+def test_pad_out_of_range_is_a_user_error(pad):
+    with pytest.raises(UserError, match="pad"):
+        make_detector("blazeface-short", pad=pad)
+    with pytest.raises(UserError, match="no options"):
+        make_detector("full-frame", pad=0.25)

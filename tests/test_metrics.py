@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainer.metrics import confusion_matrix, cross_entropy, evaluate_probs, from_confusion
+from edge.core.metrics import confusion_matrix, cross_entropy, evaluate_probs, from_confusion
 
 THESIS = [
     [163, 26, 16, 134],

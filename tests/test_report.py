@@ -63,7 +63,7 @@ def test_peer_rows_from_compare_fer_reports(report, tmp_path):
     """A peer report written by `compare-fer` appears in the side-by-side table with its own numbers."""
     import numpy as np
 
-    from trainer.metrics import evaluate_probs
+    from edge.core.metrics import evaluate_probs
     from trainer.peer import write_report
 
     models = tmp_path / "models"

@@ -22,6 +22,7 @@ import numpy as np
 from edge.core.errors import UserError
 from edge.core.paths import IMAGE_SUFFIXES
 from edge.core.preprocess import PreprocessSpec, preprocess_face
+from edge.detect import STILL_IMAGE_PAD, make_detector
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ def load_split(
             spec.to_dict(),
             faces,
             detector_type,
+            *([STILL_IMAGE_PAD] if faces == "detect" else []),
             mapping or {},
             [(str(p), p.stat().st_size) for p, _ in pairs],
         ],
@@ -166,9 +168,7 @@ def load_split(
         return Split(z["x"], z["y"], labels, list(z["paths"]), json.loads(str(z["skipped"])))
     detector = None
     if faces == "detect":
-        from edge.detect import make_detector
-
-        detector = make_detector(detector_type)
+        detector = make_detector(detector_type, pad=STILL_IMAGE_PAD)  # photos: as `emotion-edge analyze` finds faces
     xs, ys, paths = [], [], []
     skipped: Counter[str] = Counter()
     for path, y in pairs:
@@ -216,9 +216,9 @@ def load_split(
 
 
 def crop_stats(root: str | Path, split: str = "val", limit: int = 400, detector_type: str = "blazeface-short") -> dict:
-    """How a detector box relates to already-cropped faces: the margin/offset_y that reproduce the crops."""
-    from edge.detect import make_detector
+    """How a detector box relates to already-cropped faces: the margin/offset_y that reproduce the crops.
 
+    The detector runs as the daemon runs it (no `pad`): the margin serves camera frames."""
     detector = make_detector(detector_type)
     base = Path(root) / split if (Path(root) / split).is_dir() else Path(root)
     files = sorted(f for f in base.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)

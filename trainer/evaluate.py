@@ -16,10 +16,10 @@ from edge.classify import tta as tta_policies
 from edge.classify.tflite import TFLiteClassifier
 from edge.core.errors import UserError
 from edge.core.manifest import Manifest, ModelEntry
+from edge.core.metrics import evaluate_probs
 from edge.core.runtime import runtime_name
 
 from .dataset import DataOptions
-from .metrics import evaluate_probs
 from .train import read_history
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.core.metrics import evaluate_probs
 from trainer.dataset import scan
-from trainer.metrics import evaluate_probs
 
 # fer's output order (fer.FER._get_labels)
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

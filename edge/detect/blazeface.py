@@ -2,6 +2,10 @@
 
 Anchors and box decoding follow MediaPipe's SsdAnchorsCalculator / TensorsToDetectionsCalculator
 options for these two graphs; the image is letterboxed to the square input so faces keep their shape.
+
+`pad` adds a second pass for faces that fill the frame or are cut by its edges (close-ups, tightly cropped
+photos), which BlazeFace often misses or boxes short: the frame inside a black border of `pad` times its longer
+side, the two passes' faces merged by score (a face both find is kept once, as the pass that scored it higher saw it).
 """
 
 from __future__ import annotations
@@ -85,9 +89,12 @@ class BlazeFaceDetector:
         min_size_px: int = 0,
         max_faces: int = 10,
         num_threads: int = 1,
+        pad: float = 0.0,
     ):
         if variant not in _VARIANTS:
             raise UserError(f"unknown BlazeFace variant {variant!r}; fix: use 'short' or 'full'")
+        if not 0.0 <= pad <= 1.0:
+            raise UserError(f"detector pad {pad} is out of range; fix: a fraction from 0 (off) to 1")
         v = _VARIANTS[variant]
         self.name = f"blazeface-{variant}"
         self.size = v.size
@@ -95,6 +102,7 @@ class BlazeFaceDetector:
         self.iou_threshold = iou_threshold
         self.min_size_px = min_size_px
         self.max_faces = max_faces
+        self.pad = pad
         self._interp = make_interpreter(asset_path(v.asset), num_threads)
         self._in = self._interp.get_input_details()[0]
         outs = sorted(self._interp.get_output_details(), key=lambda d: int(d["shape"][-1]), reverse=True)
@@ -106,14 +114,15 @@ class BlazeFaceDetector:
                 "fix: run 'emotion-edge fetch --force'"
             )
 
-    def _letterbox(self, frame: np.ndarray) -> tuple[np.ndarray, float, int, int]:
-        """Pad to a centred square with black borders (as MediaPipe does) and resize to the input size."""
+    def _letterbox(self, frame: np.ndarray, pad: float = 0.0) -> tuple[np.ndarray, float, int, int]:
+        """Pad to a centred square with black borders (as MediaPipe does) and resize to the input size; `pad` adds
+        that fraction of the longer side as a black border all round."""
         if frame.ndim == 2:
             rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
         else:
             rgb = cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
-        side = max(h, w)
+        side = max(h, w) + 2 * int(round(pad * max(h, w)))
         pad_x, pad_y = (side - w) // 2, (side - h) // 2
         square = cv2.copyMakeBorder(rgb, pad_y, side - h - pad_y, pad_x, side - w - pad_x, cv2.BORDER_CONSTANT, value=0)
         resized = cv2.resize(
@@ -122,7 +131,18 @@ class BlazeFaceDetector:
         return resized, float(side), pad_x, pad_y
 
     def detect(self, frame: np.ndarray) -> list[Box]:
-        img, side, pad_x, pad_y = self._letterbox(frame)
+        faces = self._pass(frame, 0.0)
+        if self.pad > 0.0:
+            kept: list[Box] = []
+            for box in sorted(faces + self._pass(frame, self.pad), key=lambda b: -b.score):
+                if not kept or _iou(_xyxy(box), np.array([_xyxy(k) for k in kept])).max() < self.iou_threshold:
+                    kept.append(box)
+            faces = kept
+        return faces[: self.max_faces]
+
+    def _pass(self, frame: np.ndarray, pad: float) -> list[Box]:
+        """Faces of one pass, highest score first, clipped to the frame, the minimum size applied."""
+        img, side, pad_x, pad_y = self._letterbox(frame, pad)
         x = (img.astype(np.float32) / 127.5 - 1.0)[None]
         self._interp.set_tensor(self._in["index"], x)
         self._interp.invoke()
@@ -144,4 +164,8 @@ class BlazeFaceDetector:
             box = Box(float(max(0.0, x0)), float(max(0.0, y0)), float(min(w, x1)), float(min(h, y1)), s)
             if min(box.width, box.height) >= max(1, self.min_size_px):
                 faces.append(box)
-        return faces[: self.max_faces]
+        return faces
+
+
+def _xyxy(box: Box) -> np.ndarray:
+    return np.array([box.x0, box.y0, box.x1, box.y1])

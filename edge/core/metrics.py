@@ -1,4 +1,4 @@
-"""Classification metrics from a confusion matrix whose ROWS ARE THE TRUE CLASS and columns the prediction.
+"""Classification metrics (evaluate, compare-fer, analyze --score) from a confusion matrix, ROWS = TRUE CLASS.
 
 Per class c (one-vs-rest): precision = TP/(TP+FP), recall (sensitivity) = TP/(TP+FN),
 specificity = TN/(TN+FP), F1 = 2PR/(P+R). Macro = unweighted mean over classes; weighted = mean
