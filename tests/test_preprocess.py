@@ -77,15 +77,16 @@ def _photo_dataset(root, astronaut):
 
 
 def test_raw_photo_parity_with_device_path(tmp_path, astronaut):
-    """`--faces detect` crops come from the device's detector + preprocessing, byte for byte."""
-    from edge.detect import make_detector
+    """`--faces detect` crops come from the device's detector + preprocessing, byte for byte, the detector set as
+    `emotion-edge analyze` sets it for still images."""
+    from edge.detect import STILL_IMAGE_PAD, make_detector
     from trainer.dataset import load_split
 
     root = tmp_path / "photos"
     _photo_dataset(root, astronaut)
     spec = PreprocessSpec()
     labels = ("happy", "sad")
-    detector = make_detector("blazeface-full")  # full range: faces of surveillance size
+    detector = make_detector("blazeface-full", pad=STILL_IMAGE_PAD)  # full range: faces of surveillance size
     s = load_split(root, "train", labels, spec, faces="detect", detector_type="blazeface-full")
     assert s.counts() == {"happy": 2, "sad": 2} and s.skipped == {}
     for path, x in zip(s.paths, s.x, strict=True):
