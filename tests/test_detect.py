@@ -70,3 +70,26 @@ def test_pad_out_of_range_is_a_user_error(pad):
         make_detector("blazeface-short", pad=pad)
     with pytest.raises(UserError, match="no options"):
         make_detector("full-frame", pad=0.25)
+
+
+@pytest.mark.parametrize("frame_size", [(480, 640), (640, 480), (512, 512)])
+def test_the_padded_pass_maps_boxes_back_to_the_frame(astronaut, frame_size):
+    """A frame larger than the detector's input is shrunk before it is placed in the border (not bordered at full
+    size, then shrunk): the face is boxed where the plain pass boxes it in the full-size bordered frame, in frames of
+    either orientation, the face off-centre (a large one: the padded pass sees every face smaller, which is why the
+    plain pass always runs too)."""
+    import cv2
+
+    from edge.detect.blazeface import _iou, _xyxy
+
+    frame = np.full((*frame_size, 3), 90, np.uint8)
+    side = min(frame_size) - 60
+    frame[30 : 30 + side, frame_size[1] - side - 10 : frame_size[1] - 10] = cv2.resize(
+        astronaut[20:260, 110:350], (side, side)
+    )
+    border = int(round(0.25 * max(frame_size)))
+    bordered = cv2.copyMakeBorder(frame, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
+    det = make_detector("blazeface-short", pad=0.25)
+    padded, reference = det._pass(frame, 0.25), det._pass(bordered, 0.0)
+    assert len(padded) == 1 and len(reference) == 1
+    assert _iou(_xyxy(padded[0]), _xyxy(reference[0])[None] - border)[0] > 0.9

@@ -114,21 +114,39 @@ class BlazeFaceDetector:
                 "fix: run 'emotion-edge fetch --force'"
             )
 
-    def _letterbox(self, frame: np.ndarray, pad: float = 0.0) -> tuple[np.ndarray, float, int, int]:
+    def _letterbox(self, frame: np.ndarray, pad: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pad to a centred square with black borders (as MediaPipe does) and resize to the input size; `pad` adds
-        that fraction of the longer side as a black border all round."""
+        that fraction of the longer side as a black border all round. Returns the input image and (a, b): frame
+        pixels = input coordinates in [0, 1] * a - b, per (x, y, x, y)."""
+        h, w = frame.shape[:2]
+        longer = max(h, w)
+        border = int(round(pad * longer))
+        if border and longer + 2 * border > self.size:
+            # A frame larger than the input: shrink it first, then place it, instead of building the bordered
+            # frame at full size (a 640x480 frame would become 960x960) only to shrink that.
+            scale = self.size / (longer + 2 * border)
+            sw, sh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+            small = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
+            if small.ndim == 2:
+                small = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
+            else:
+                small = cv2.cvtColor(small[:, :, :3], cv2.COLOR_BGR2RGB)
+            ox, oy = (self.size - sw) // 2, (self.size - sh) // 2
+            img = np.zeros((self.size, self.size, 3), np.uint8)
+            img[oy : oy + sh, ox : ox + sw] = small
+            ax, ay = self.size * w / sw, self.size * h / sh
+            return img, np.array([ax, ay, ax, ay]), np.array([ox * w / sw, oy * h / sh, ox * w / sw, oy * h / sh])
         if frame.ndim == 2:
             rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
         else:
             rgb = cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2RGB)
-        h, w = rgb.shape[:2]
-        side = max(h, w) + 2 * int(round(pad * max(h, w)))
+        side = longer + 2 * border
         pad_x, pad_y = (side - w) // 2, (side - h) // 2
         square = cv2.copyMakeBorder(rgb, pad_y, side - h - pad_y, pad_x, side - w - pad_x, cv2.BORDER_CONSTANT, value=0)
         resized = cv2.resize(
             square, (self.size, self.size), interpolation=cv2.INTER_AREA if side > self.size else cv2.INTER_LINEAR
         )
-        return resized, float(side), pad_x, pad_y
+        return resized, np.full(4, float(side)), np.array([pad_x, pad_y, pad_x, pad_y])
 
     def detect(self, frame: np.ndarray) -> list[Box]:
         faces = self._pass(frame, 0.0)
@@ -142,7 +160,7 @@ class BlazeFaceDetector:
 
     def _pass(self, frame: np.ndarray, pad: float) -> list[Box]:
         """Faces of one pass, highest score first, clipped to the frame, the minimum size applied."""
-        img, side, pad_x, pad_y = self._letterbox(frame, pad)
+        img, a, b0 = self._letterbox(frame, pad)
         x = (img.astype(np.float32) / 127.5 - 1.0)[None]
         self._interp.set_tensor(self._in["index"], x)
         self._interp.invoke()
@@ -160,7 +178,7 @@ class BlazeFaceDetector:
         faces = []
         h, w = frame.shape[:2]
         for b, s in weighted_nms(boxes, scores, self.iou_threshold):
-            x0, y0, x1, y1 = b * side - np.array([pad_x, pad_y, pad_x, pad_y])
+            x0, y0, x1, y1 = b * a - b0
             box = Box(float(max(0.0, x0)), float(max(0.0, y0)), float(min(w, x1)), float(min(h, y1)), s)
             if min(box.width, box.height) >= max(1, self.min_size_px):
                 faces.append(box)
