@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="PATH is DIR/<label>/<images>: print the pipeline's accuracy, macro-F1 and per-class recall over it "
         "(the largest face of each image; no face counts as wrong) instead of one line per face",
     )
+    s.add_argument(
+        "--map",
+        action="append",
+        metavar="FOLDER=LABEL",
+        help="--score: the images of this folder have that label (repeatable), e.g. --map feliz=happy",
+    )
     s.add_argument("--every", type=int, default=1, help="analyse every Nth video frame")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--json", action="store_true", help="JSON lines")
@@ -259,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "analyze":
             from edge.analyze import Annotator, Score, Skipped, analyze_frames, format_line, format_score
             from edge.classify.tflite import TFLiteClassifier
+            from edge.core.paths import parse_mapping
             from edge.detect import make_detector
 
             if not args.path.exists():
@@ -267,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--pad {args.pad} is out of range; fix: a fraction from 0 (off) to 1")
             clf = TFLiteClassifier.from_manifest(args.model, args.variant, args.threads, args.models)
             det = make_detector("full-frame") if args.no_detect else make_detector(args.detector, pad=args.pad)
-            score = Score(args.path, clf.labels) if args.score else None
+            if args.map and not args.score:
+                raise UserError("--map names the labels of --score's folders; fix: add --score, or drop --map")
+            score = Score(args.path, clf.labels, parse_mapping(args.map)) if args.score else None
             skipped = Skipped()
             every = max(1, args.every)
             annotator = Annotator(args.annotate, args.path, clf.labels, every) if args.annotate else None

@@ -225,30 +225,35 @@ NO_FACE = "(no face)"
 class Score:
     """`analyze DIR --score`: how the pipeline does on a labelled folder, DIR/<label>/<images or videos>.
 
-    Each image (or analysed video frame) is one sample whose label is its subfolder's name; its prediction is that of
+    Each image (or analysed video frame) is one sample whose label is its subfolder's name (or the label `--map`
+    gives that name, as in the trainer); its prediction is that of
     its largest face, as the trainer picks a photo's face; a sample in which no face was found counts as wrong (the
     `(no face)` column), so accuracy and macro-F1 measure what a user of the whole pipeline gets. Subfolders whose name
     is not one of the model's labels are not read, and are listed."""
 
-    def __init__(self, root: Path, labels: tuple[str, ...]):
+    def __init__(self, root: Path, labels: tuple[str, ...], mapping: dict[str, str] | None = None):
         if not root.is_dir():
             raise UserError(f"--score needs a folder of class folders ({root} is a file); fix: pass DIR/<label>/...")
+        self.mapping = mapping or {}
+        wrong = sorted(f"{k}={v}" for k, v in self.mapping.items() if v not in labels)
+        if wrong:
+            raise UserError(f"--map {', '.join(wrong)}: not a label of this model; fix: map onto {', '.join(labels)}")
         subdirs = sorted(d.name for d in root.iterdir() if d.is_dir())
         self.labels = labels
-        self.scored = tuple(d for d in subdirs if d in labels)
+        self.scored = tuple(d for d in subdirs if self.mapping.get(d, d) in labels)
         if not self.scored:
             raise UserError(
                 f"{root} has no folder named after a label of this model ({', '.join(labels)}); "
-                "fix: put each class's images in DIR/<label>/"
+                "fix: put each class's images in DIR/<label>/, or name its folder with --map FOLDER=LABEL"
             )
-        self.not_scored = {d: len(folder_files(root / d)) for d in subdirs if d not in labels}
+        self.not_scored = {d: len(folder_files(root / d)) for d in subdirs if d not in self.scored}
         self.root = root
         self.true: list[int] = []
         self.pred: list[int] = []
 
     def add(self, file: str, faces: list[tuple[Box, dict]]) -> None:
-        label = Path(file).relative_to(self.root).parts[0]
-        self.true.append(self.labels.index(label))
+        folder = Path(file).relative_to(self.root).parts[0]
+        self.true.append(self.labels.index(self.mapping.get(folder, folder)))
         if not faces:
             self.pred.append(len(self.labels))
             return
@@ -262,11 +267,12 @@ class Score:
         m = from_confusion(confusion_matrix(np.array(self.true), np.array(self.pred), n + 1), (*self.labels, NO_FACE))
         per_class = {k: m["per_class"][k] for k in self.labels}
         true, pred = np.array(self.true), np.array(self.pred)
+        present = {self.mapping.get(d, d) for d in self.scored}
         found = pred < n
         return {
             "samples": len(true),
             "accuracy": round(m["accuracy"], 4),
-            "macro_f1": round(float(np.mean([c["f1"] for k, c in per_class.items() if k in self.scored])), 4),
+            "macro_f1": round(float(np.mean([c["f1"] for k, c in per_class.items() if k in present])), 4),
             "no_face": int((~found).sum()),
             "accuracy_where_found": round(float((true[found] == pred[found]).mean()), 4) if found.any() else None,
             "per_class": {
@@ -277,7 +283,7 @@ class Score:
                     "f1": round(per_class[k]["f1"], 4),
                 }
                 for i, k in enumerate(self.labels)
-                if k in self.scored
+                if k in present
             },
             "confusion_matrix": m["confusion_matrix"],
             "confusion_matrix_axes": "rows = true class, columns = predicted class, in `labels` order",

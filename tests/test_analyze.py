@@ -166,6 +166,11 @@ def test_score_counts_images_without_a_face_and_skips_other_folders(tmp_path, ed
     unpadded = _score(edge_models, tmp_path, "--pad", "0")
     assert unpadded["no_face"] == 2 and unpadded["per_class"]["happy"]["no_face"] == 1
 
+    (tmp_path / "happy").rename(tmp_path / "feliz")  # a folder named otherwise, labelled by --map as in the trainer
+    mapped = _score(edge_models, tmp_path, "--map", "feliz=happy")
+    assert {k: v for k, v in mapped.items() if k != "path"} == {k: v for k, v in score.items() if k != "path"}
+    (tmp_path / "feliz").rename(tmp_path / "happy")
+
     text = _analyze(edge_models, tmp_path, "--score")
     assert text.returncode == 0 and "no face in 1, counted wrong" in text.stdout
     assert "not-a-label (1 files)" in text.stdout
@@ -180,6 +185,9 @@ def test_score_mistakes_are_one_line(tmp_path, edge_models, astronaut):
         ((image, "--score"), "needs a folder of class folders"),
         ((tmp_path, "--score"), "no folder named after a label"),
         ((tmp_path, "--pad", "2"), "--pad 2.0 is out of range"),
+        ((tmp_path, "--score", "--map", "cats=kitten"), "--map cats=kitten: not a label of this model"),
+        ((tmp_path, "--score", "--map", "cats"), "is not FOLDER=LABEL"),
+        ((tmp_path, "--map", "cats=happy"), "add --score"),
     ):
         proc = _analyze(edge_models, *args)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("emotion-edge: error:")]

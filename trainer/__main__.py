@@ -258,7 +258,8 @@ def _models_dir(args) -> Path:
 
 def _data(args) -> DataOptions:
     """The dataset options every data command shares, from its arguments."""
-    from trainer.dataset import DataOptions, parse_mapping
+    from edge.core.paths import parse_mapping
+    from trainer.dataset import DataOptions
     from trainer.specs import SMOKE_PER_CLASS
 
     return DataOptions(

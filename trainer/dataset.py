@@ -42,17 +42,6 @@ class Split:
         return {label: int(c.get(i, 0)) for i, label in enumerate(self.labels)}
 
 
-def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
-    """['feliz=happy', ...] -> {'feliz': 'happy'}: folder name -> label."""
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise UserError(f"label mapping {pair!r} is not FOLDER=LABEL; fix: e.g. --map feliz=happy")
-        src, dst = (s.strip() for s in pair.split("=", 1))
-        out[src] = dst
-    return out
-
-
 def _split_of(rel: str) -> str:
     """Deterministic 80/10/10 split for datasets that come without split folders."""
     h = zlib.crc32(rel.encode()) % 10

@@ -9,9 +9,22 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import UserError
+
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
 )  # what cv2.imread reads here
+
+
+def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
+    """['feliz=happy', ...] -> {'feliz': 'happy'}: folder name -> label."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UserError(f"label mapping {pair!r} is not FOLDER=LABEL; fix: e.g. --map feliz=happy")
+        src, dst = (s.strip() for s in pair.split("=", 1))
+        out[src] = dst
+    return out
 
 
 def models_dir() -> Path:
