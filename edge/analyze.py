@@ -226,10 +226,10 @@ class Score:
     """`analyze DIR --score`: how the pipeline does on a labelled folder, DIR/<label>/<images or videos>.
 
     Each image (or analysed video frame) is one sample whose label is its subfolder's name (or the label `--map`
-    gives that name, as in the trainer); its prediction is that of
-    its largest face, as the trainer picks a photo's face; a sample in which no face was found counts as wrong (the
-    `(no face)` column), so accuracy and macro-F1 measure what a user of the whole pipeline gets. Subfolders whose name
-    is not one of the model's labels are not read, and are listed."""
+    gives that name, as in the trainer); its prediction is that of its largest face, as the trainer picks a photo's
+    face; a sample in which no face was found counts as wrong (the `(no face)` column), so accuracy and macro-F1
+    measure what a user of the whole pipeline gets. Subfolders that name no label of the model are not read, and are
+    listed."""
 
     def __init__(self, root: Path, labels: tuple[str, ...], mapping: dict[str, str] | None = None):
         if not root.is_dir():
