@@ -71,7 +71,7 @@ def iter_frames(
         if not files:
             raise UserError(f"{path} holds no images or videos ({', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
         if only is not None:
-            files = [f for f in files if f.relative_to(path).parts[0] in only and len(f.relative_to(path).parts) > 1]
+            files = [f for f in files if (rel := f.relative_to(path).parts)[0] in only and len(rel) > 1]
     elif not stat.S_ISREG(path.stat().st_mode):
         raise UserError(f"{path} is not a regular file; fix: pass an image, a video file or a folder")
     else:

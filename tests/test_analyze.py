@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tight_crop
 
 
 def _analyze(edge_models, *args):
@@ -142,14 +142,13 @@ def test_score_counts_images_without_a_face_and_skips_other_folders(tmp_path, ed
     """Each image is one sample labelled by its folder; no face found counts as wrong; folders that are not the
     model's labels are not read but listed; `--pad 0` misses the close-up that the default pad finds."""
     from edge.detect import make_detector
-    from tests.test_detect import _tight_crop
 
     face = make_detector("blazeface-short").detect(astronaut)[0]
     (tmp_path / "happy").mkdir()
     (tmp_path / "sad").mkdir()
     (tmp_path / "not-a-label").mkdir()
     cv2.imwrite(str(tmp_path / "happy" / "whole.png"), astronaut)
-    cv2.imwrite(str(tmp_path / "happy" / "close-up.png"), _tight_crop(astronaut, face, 0.1))
+    cv2.imwrite(str(tmp_path / "happy" / "close-up.png"), tight_crop(astronaut, face, 0.1))
     cv2.imwrite(str(tmp_path / "sad" / "blank.png"), np.full((120, 120, 3), 127, np.uint8))
     cv2.imwrite(str(tmp_path / "not-a-label" / "x.png"), astronaut)
     lines = [json.loads(x) for x in _analyze(edge_models, tmp_path / "happy", "--json").stdout.splitlines()]

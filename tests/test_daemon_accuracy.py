@@ -12,7 +12,7 @@ import pytest
 from edge.core.manifest import Manifest
 from edge.core.paths import models_dir
 from edge.detect import make_detector
-from tests.conftest import write_clip
+from tests.conftest import tight_crop, write_clip
 from tests.support.daemon import Daemon, write_config
 
 FACE = 192  # FER2013's 48x48 crops shown at the size edge.core.preprocess's margin was measured at
@@ -86,10 +86,8 @@ def test_events_match_labels(tmp_path, fer_root):
 def test_a_close_up_needs_the_detector_pad(tmp_path, edge_models, astronaut, pad):
     """A face that fills the camera frame and is cut by its edges (someone close to a kiosk camera): the daemon with
     `[detector] pad = 0` (the default) sees nobody; with a pad it publishes the face."""
-    from tests.test_detect import _tight_crop
-
     face = make_detector("blazeface-short").detect(astronaut)[0]
-    frame = cv2.resize(_tight_crop(astronaut, face, 0.1), (480, 480), interpolation=cv2.INTER_LINEAR)
+    frame = cv2.resize(tight_crop(astronaut, face, 0.1), (480, 480), interpolation=cv2.INTER_LINEAR)
     clip = write_clip(tmp_path / "close-up.avi", [frame] * 30, fps=30)
     cfg = write_config(
         tmp_path / "c.toml",

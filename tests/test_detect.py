@@ -6,6 +6,7 @@ import pytest
 from edge.core.errors import UserError
 from edge.detect import make_detector
 from edge.detect.blazeface import ssd_anchors
+from tests.conftest import tight_crop
 
 
 def test_anchor_counts_match_mediapipe():
@@ -38,18 +39,12 @@ def test_unknown_detector():
         make_detector("haar")
 
 
-def _tight_crop(img, box, cut):
-    """The face box shrunk by `cut` of its size on every side: a close-up cut by the frame's edges."""
-    w, h = box.x1 - box.x0, box.y1 - box.y0
-    return img[int(box.y0 + cut * h) : int(box.y1 - cut * h), int(box.x0 + cut * w) : int(box.x1 - cut * w)]
-
-
 @pytest.mark.parametrize("cut", [0.1, 0.15])
 def test_pad_finds_a_face_cut_by_the_frame(astronaut, cut):
     """BlazeFace alone misses a face that fills the frame and is cut by its edges (a tight photo crop, a close-up);
     the padded pass finds it, and its box covers most of the frame."""
     face = make_detector("blazeface-short").detect(astronaut)[0]
-    crop = _tight_crop(astronaut, face, cut)
+    crop = tight_crop(astronaut, face, cut)
     assert make_detector("blazeface-short").detect(crop) == []
     found = make_detector("blazeface-short", pad=0.25).detect(crop)
     assert len(found) == 1 and found[0].score > 0.5

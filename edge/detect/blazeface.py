@@ -126,20 +126,13 @@ class BlazeFaceDetector:
             # frame at full size (a 640x480 frame would become 960x960) only to shrink that.
             scale = self.size / (longer + 2 * border)
             sw, sh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
-            small = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
-            if small.ndim == 2:
-                small = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
-            else:
-                small = cv2.cvtColor(small[:, :, :3], cv2.COLOR_BGR2RGB)
+            small = _rgb(cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA))
             ox, oy = (self.size - sw) // 2, (self.size - sh) // 2
             img = np.zeros((self.size, self.size, 3), np.uint8)
             img[oy : oy + sh, ox : ox + sw] = small
             ax, ay = self.size * w / sw, self.size * h / sh
             return img, np.array([ax, ay, ax, ay]), np.array([ox * w / sw, oy * h / sh, ox * w / sw, oy * h / sh])
-        if frame.ndim == 2:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-        else:
-            rgb = cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2RGB)
+        rgb = _rgb(frame)
         side = longer + 2 * border
         pad_x, pad_y = (side - w) // 2, (side - h) // 2
         square = cv2.copyMakeBorder(rgb, pad_y, side - h - pad_y, pad_x, side - w - pad_x, cv2.BORDER_CONSTANT, value=0)
@@ -183,6 +176,13 @@ class BlazeFaceDetector:
             if min(box.width, box.height) >= max(1, self.min_size_px):
                 faces.append(box)
         return faces
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    """BGR (or BGRA, or grey) -> RGB, the detector's input order."""
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2RGB)
 
 
 def _xyxy(box: Box) -> np.ndarray:
