@@ -14,6 +14,7 @@ SUBCOMMANDS = [
     "evaluate",
     "suite",
     "compare-fer",
+    "robustness",
     "report",
     "bench-batches",
     "ensemble",

@@ -172,3 +172,42 @@ def test_golden_bytes_trainer_path(tmp_path):
         cv2.imwrite(str(tmp_path / "train" / label / "face.png"), _golden_frame()[:, :: 1 if label == "happy" else -1])
     split = DataOptions(tmp_path).load("train", ("happy", "sad"), PreprocessSpec())
     assert split.paths[0].endswith("happy/face.png") and _sha(split.x[0]) == GOLDEN_TRAINER
+
+
+BOUNDS = (120.0, 140.0, 60.0)
+
+
+def test_exposure_leaves_a_typical_face_alone_and_stretches_the_others(astronaut):
+    from edge.core.preprocess import normalize_exposure
+
+    grey = cv2.cvtColor(cv2.resize(astronaut[20:220, 130:330], (100, 100)), cv2.COLOR_BGR2GRAY)
+    f = grey.astype(np.float32)
+    typical = np.clip((f - f.mean()) / f.std() * 70 + 130, 0, 255).astype(np.uint8)
+    assert normalize_exposure(typical, BOUNDS) is typical  # inside the range: the very same bytes
+    for changed in (typical // 4, 255 - (255 - typical) // 4, (typical // 4 + 96)):  # dark, bright, flat
+        out = normalize_exposure(changed, BOUNDS).astype(np.float32)
+        assert BOUNDS[0] - 1 <= out.mean() <= BOUNDS[1] + 1 and out.std() >= BOUNDS[2] - 2, (out.mean(), out.std())
+        # a linear map: the face's order of grey levels is kept
+        assert np.corrcoef(out.ravel(), changed.ravel().astype(np.float32))[0, 1] > 0.99
+    flat = np.full((10, 10, 3), 30, np.uint8)
+    assert (normalize_exposure(flat, BOUNDS) == 120).all()  # nothing to stretch: only moved into range
+
+
+def test_exposure_in_the_spec_the_preprocessing_and_the_manifest():
+    from edge.core.manifest import model_version
+
+    spec = PreprocessSpec.from_dict({**PreprocessSpec().to_dict(), "exposure": list(BOUNDS)})
+    assert spec.exposure == BOUNDS and spec.to_dict()["exposure"] == list(BOUNDS)
+    assert "exposure" not in PreprocessSpec().to_dict()  # off: the dict (manifests, cache keys) is as before it
+    dark = np.full((48, 48), 20, np.uint8)
+    dark[10:30, 10:30] = 40
+    off, on = preprocess_face(dark, None, PreprocessSpec()), preprocess_face(dark, None, spec)
+    assert off[:, :, 0].mean() < 40 and BOUNDS[0] - 1 <= on[:, :, 0].mean() <= BOUNDS[1] + 1
+    assert (on[:, :, 0] == on[:, :, 2]).all()
+    for bad in ([1, 2], [140, 120, 60], [120, 140, -1], [120, 140, True], "on"):
+        with pytest.raises(UserError, match="exposure"):
+            PreprocessSpec(exposure=bad)  # type: ignore[arg-type]
+    entry = {"variants": {"int8": {"sha256": "ab"}}, "tta": "none", "preprocess": PreprocessSpec().to_dict()}
+    with_it = {**entry, "preprocess": spec.to_dict()}
+    assert model_version(entry) == model_version({k: v for k, v in entry.items() if k != "preprocess"})
+    assert model_version(with_it) != model_version(entry)  # it changes the answers, so the version

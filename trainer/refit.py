@@ -103,17 +103,18 @@ def record(entry: ModelEntry, history: list[dict]) -> dict:
         "epochs": best_epoch(history),
         "tta": entry.data.get("tta") or "none",
         "calibration": entry.data.get("calibration"),
+        "exposure": (entry.data.get("preprocess") or {}).get("exposure"),
     }
 
 
 def training_part(record: dict | None) -> dict | None:
     """What a resumed refit must share with its first sitting: the selection run it repeats and where it stops.
-    The decision settings (TTA, calibration, and the version that hashes them) may since have been re-chosen
+    The decision settings (TTA, calibration, exposure, and the version that hashes them) may since be re-chosen
     on val for the selection model; the refit takes the current ones, as a fresh refit would."""
     if record is None:
         return None
     return {
-        **{k: v for k, v in record.items() if k not in ("tta", "calibration")},
+        **{k: v for k, v in record.items() if k not in ("tta", "calibration", "exposure")},
         "of": {k: v for k, v in record["of"].items() if k != "version"},
     }
 

@@ -1,8 +1,8 @@
 """`emotion-trainer report`: a static, self-contained HTML page comparing the models.
 
 Everything on the page comes from models/manifest.json and models/reports/*.json (produced by
-`emotion-trainer export`, `evaluate` and `compare-fer`); nothing is typed in. No server, no network: inline SVG
-pictures, inline CSS and JS, English and Spanish labels.
+`emotion-trainer export`, `evaluate`, `compare-fer` and `robustness`); nothing is typed in. No server, no network:
+inline SVG pictures, inline CSS and JS, English and Spanish labels.
 """
 
 from __future__ import annotations
@@ -78,6 +78,17 @@ I18N = {
         "Peer package on the same test faces ('emotion-trainer compare-fer')",
         "Paquete de referencia con las mismas caras de prueba ('emotion-trainer compare-fer')",
     ),
+    "robustness": ("Robustness to camera effects", "Robustez ante efectos de cámara"),
+    "robustness_note": (
+        "int8 accuracy on the same faces, clean and with each effect applied to the face (mean of three "
+        "severities; 'emotion-trainer robustness', levels in trainer/robustness.py); peer rows: the fer package on "
+        "the same corrupted faces ('--peer fer')",
+        "Exactitud int8 con las mismas caras, limpias y con cada efecto aplicado a la cara (media de tres "
+        "severidades; 'emotion-trainer robustness', niveles en trainer/robustness.py); filas de referencia: el "
+        "paquete fer con las mismas caras alteradas ('--peer fer')",
+    ),
+    "clean": ("clean", "limpia"),
+    "mean_corrupted": ("mean, all effects", "media, todos los efectos"),
     "nomodels": ("No models in the manifest yet.", "Todavía no hay modelos en el manifiesto."),
     "production": ("In production", "En producción"),
     "production_note": (
@@ -270,7 +281,7 @@ def _peer_rows(peers: list[dict]) -> str:
     return "".join(rows)
 
 
-def _comparison(entries: dict, peers: list[dict]) -> str:
+def _comparison(entries: dict, peers: list[dict], robustness: list[dict]) -> str:
     head = (
         f"<tr><th>{t('model')}</th><th>{t('labels')}</th><th>{t('params')}</th><th>int8 {t('accuracy')}</th><th>int8 "
         "macro-F1</th>"
@@ -292,8 +303,33 @@ def _comparison(entries: dict, peers: list[dict]) -> str:
         )
     return (
         f"<section class='model' data-model='__all__'><h2>{t('all')}</h2>"
-        f"<table class='compare'>{head}{''.join(rows)}{_peer_rows(peers)}</table></section>"
+        f"<table class='compare'>{head}{''.join(rows)}{_peer_rows(peers)}</table>{_robustness(robustness)}</section>"
     )
+
+
+def _robustness(reports: list[dict]) -> str:
+    """One row per `emotion-trainer robustness` report (models first, then peers): clean accuracy, each effect's
+    mean over its severities, and the mean over all corrupted sets."""
+    if not reports:
+        return ""
+    effects = list(dict.fromkeys(row["corruption"] for r in reports for row in r["corruptions"]))
+    head = (
+        f"<tr><th>{t('model')}</th><th>split</th><th>n</th><th>{t('clean')}</th>"
+        + "".join(f"<th>{html.escape(e)}</th>" for e in effects)
+        + f"<th>{t('mean_corrupted')}</th></tr>"
+    )
+    rows = []
+    for r in sorted(reports, key=lambda r: "package" in r):
+        per = {row["corruption"]: sum(lv["accuracy"] for lv in row["levels"]) / 3 for row in r["corruptions"]}
+        peer = " class='peer'" if "package" in r else ""
+        rows.append(
+            f"<tr{peer} data-robustness='{html.escape(r['title'])}'><td>{html.escape(r['title'])}</td>"
+            f"<td>{html.escape(r['split'])}</td><td class='num'>{r['n']}</td>"
+            f"<td class='num'>{fmt(r['clean']['accuracy'])}</td>"
+            + "".join(f"<td class='num'>{fmt(per.get(e))}</td>" for e in effects)
+            + f"<td class='num'>{fmt(r['mean_corrupted_accuracy'])}</td></tr>"
+        )
+    return f"<h3>{t('robustness')}</h3><p><small>{t('robustness_note')}</small></p><table>{head}{''.join(rows)}</table>"
 
 
 JS = """
@@ -356,12 +392,13 @@ def build(models_dir: str | Path, production: bool = True) -> str:
         report = json.loads(rep.read_text()) if rep.is_file() else {}
         histories[n], members[n] = report.get("history", []), report.get("members", [])
     peers = [json.loads(p.read_text()) for p in sorted((root / "reports").glob("peer-*.json"))]
+    robustness = [json.loads(p.read_text()) for p in sorted((root / "reports").glob("robustness-*.json"))]
     options = [
         f"<option value='__all__' data-en='{I18N['all'][0]}' data-es='{I18N['all'][1]}'>{I18N['all'][0]}</option>"
     ]
     options += [f"<option value='{html.escape(n)}'>{html.escape(n)}</option>" for n in entries]
     body = (
-        _comparison(entries, peers)
+        _comparison(entries, peers, robustness)
         + "".join(_model_section(n, e, histories[n], members[n]) for n, e in entries.items())
         if entries
         else f"<p>{t('nomodels')}</p>"

@@ -42,13 +42,16 @@ def labels_digest(labels: list[str] | tuple[str, ...], file_sha256: str) -> str:
 
 def model_version(entry: dict[str, Any]) -> str:
     """A model's version: the first 12 hex digits of a sha256 over what decides its output — its files' sha256s
-    (variant order-free), its test-time augmentation and its decision calibration.
+    (variant order-free), its test-time augmentation, its decision calibration and its exposure normalisation.
 
     Derived, never typed in: it changes exactly when a model file is re-exported or retrained or `evaluate`
     changes how its output is read, and two boards that publish the same version give the same answers.
     """
     digests = sorted(str(v.get("sha256", "")) for v in (entry.get("variants") or {}).values())
     decision = {"tta": entry.get("tta") or "none", "calibration": entry.get("calibration") or {}}
+    exposure = (entry.get("preprocess") or {}).get("exposure")
+    if exposure is not None:  # only when on: the versions of models without it stay what they were
+        decision["exposure"] = exposure
     return hashlib.sha256(json.dumps([digests, decision], sort_keys=True).encode()).hexdigest()[:12]
 
 

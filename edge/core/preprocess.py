@@ -29,10 +29,25 @@ class PreprocessSpec:
     # `emotion-trainer crop-stats` (BlazeFace on FER2013 faces). Ignored for already-cropped images.
     margin: float = 0.075  # fraction of the box's longer side added on each side
     offset_y: float = -0.065  # crop centre shift, as a fraction of the box's longer side (negative = up)
+    # Exposure normalisation, (lowest mean, highest mean, lowest std) of a face's grey levels after resizing: a face
+    # outside that range (too dark, too bright, too flat) is stretched linearly into it, any other is left as it is;
+    # None = off. `emotion-trainer evaluate` sets it from the training faces (5th/95th percentiles of their means,
+    # 5th of their stds) when val shows it pays (`--exposure`).
+    exposure: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.color not in COLOR_MODES:
             raise UserError(f"preprocess color {self.color!r} is not one of {COLOR_MODES}")
+        if self.exposure is not None:
+            if isinstance(self.exposure, list):  # as JSON stores it
+                object.__setattr__(self, "exposure", tuple(self.exposure))
+            ok = isinstance(self.exposure, tuple) and len(self.exposure) == 3
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.exposure)
+            if not ok or not 0.0 <= self.exposure[0] <= self.exposure[1] <= 255.0 or not 0.0 <= self.exposure[2] <= 128:
+                raise UserError(
+                    f"preprocess exposure {self.exposure!r} is not [lowest mean, highest mean, lowest std] "
+                    "(0 <= means <= 255, std 0-128) or null"
+                )
         if self.color == "rgb" and self.channels != 3:
             raise UserError("preprocess color 'rgb' needs channels = 3")
         if self.size < 8 or self.channels not in (1, 3) or not 0.0 <= self.margin <= 1.0 or abs(self.offset_y) > 0.5:
@@ -43,7 +58,13 @@ class PreprocessSpec:
         return (self.size, self.size, self.channels)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As the manifest stores it; `exposure` only when on, so older specs (and cache keys) are unchanged."""
+        d = asdict(self)
+        if self.exposure is None:
+            del d["exposure"]
+        else:
+            d["exposure"] = [float(v) for v in self.exposure]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
@@ -103,6 +124,21 @@ def preprocess_face(frame: np.ndarray, box: Box | None, spec: PreprocessSpec) ->
     # INTER_AREA when shrinking avoids aliasing; INTER_LINEAR when enlarging (FER2013 is 48x48).
     interp = cv2.INTER_AREA if side > spec.size else cv2.INTER_LINEAR
     out = cv2.resize(crop, (spec.size, spec.size), interpolation=interp)
+    if spec.exposure is not None:
+        out = normalize_exposure(out, spec.exposure)
     if spec.color == "gray":
         out = np.repeat(out[:, :, None], spec.channels, axis=2) if spec.channels > 1 else out[:, :, None]
     return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def normalize_exposure(face: np.ndarray, bounds: tuple[float, float, float]) -> np.ndarray:
+    """A uint8 face whose grey-level mean lies outside [bounds[0], bounds[1]] or whose standard deviation is below
+    bounds[2] (all channels together), mapped linearly to the nearest mean and std inside them and clipped to 0-255;
+    any other face is returned as it is. Takes out under/over-exposure and flat light, leaves typical faces alone."""
+    f = face.astype(np.float32)
+    mean, std = float(f.mean()), float(f.std())
+    to_mean, to_std = min(max(mean, bounds[0]), bounds[1]), max(std, bounds[2])
+    if to_mean == mean and to_std == std:
+        return face
+    out = (f - mean) * np.float32(to_std / max(std, 1.0)) + np.float32(to_mean)
+    return np.clip(out, 0.0, 255.0).round().astype(np.uint8)
