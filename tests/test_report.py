@@ -100,6 +100,23 @@ def test_robustness_rows_from_robustness_reports(report, tmp_path):
     assert "Robustez ante efectos de cámara" in page and "<th>blur</th>" in page
 
 
+def test_each_model_says_whether_exposure_is_normalised(report, tmp_path):
+    """The model's section shows its exposure normalisation (on with its bounds, or off) and what val measured."""
+    models = tmp_path / "models"
+    shutil.copytree(report[0], models, ignore=shutil.ignore_patterns("detectors", "assets", "*.tflite"))
+    data = json.loads((models / "manifest.json").read_text())
+    e = data["models"]["binary-resnet"]
+    e["preprocess"]["exposure"] = [120.25, 140.5, 66.75]
+    e["exposure_selection"] = {"chosen": "on", "int8": {"off": {"clean_score": 1.5, "mean_corrupted_accuracy": 0.7}}}
+    data["models"]["binary-scratch"]["preprocess"].pop("exposure", None)
+    (models / "manifest.json").write_text(json.dumps(data))
+    page = build(models, production=False)
+    on = re.search(r'<section class="model" data-model="binary-resnet".*?</section>', page, re.S).group(0)
+    assert "120.2–140.5 <span" in on and "</span> 66.8 <span" in on and "off: 1.5000 / 0.7000" in on
+    off = re.search(r'<section class="model" data-model="binary-scratch".*?</section>', page, re.S).group(0)
+    assert "Exposure normalisation" in off and "Normalización de exposición" in off and ">off<" in off
+
+
 @pytest.mark.skipif(not CHROMIUM, reason="Debian chromium not installed (tests/run.sh installs it)")
 def test_page_in_headless_chromium(report):
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) not installed")

@@ -191,9 +191,10 @@ def test_exposure_is_chosen_on_val_by_its_rule_and_can_be_forced(suite, run, fer
         e = Manifest(base / "models").entry(name).data
         sel = e["exposure_selection"]
         off, on = sel["int8"]["off"], sel["int8"]["on"]
-        keep = on["clean_score"] >= off["clean_score"] - EXPOSURE_CLEAN_TOLERANCE and on[
-            "mean_corrupted_accuracy"
-        ] > off["mean_corrupted_accuracy"] + EXPOSURE_GAIN
+        keep = (
+            on["clean_score"] >= off["clean_score"] - EXPOSURE_CLEAN_TOLERANCE
+            and on["mean_corrupted_accuracy"] > off["mean_corrupted_accuracy"] + EXPOSURE_GAIN
+        )
         assert sel["split"] == "val" and sel["chosen"] == ("on" if keep else "off")
         bounds = [*sel["bounds"]["mean"], sel["bounds"]["min_std"]]
         assert 0 < bounds[0] <= bounds[1] < 255 and bounds[2] > 0

@@ -62,6 +62,16 @@ I18N = {
     "tta": ("Test-time augmentation", "Aumento en inferencia"),
     "passes": ("passes per face", "pasadas por rostro"),
     "tta_val": ("val accuracy (int8) of each", "exactitud en val (int8) de cada una"),
+    "exposure": ("Exposure normalisation", "Normalización de exposición"),
+    "exposure_bounds": ("faces with a grey-level mean outside", "caras con un nivel de gris medio fuera de"),
+    "exposure_std": ("or a standard deviation below", "o una desviación típica por debajo de"),
+    "exposure_stretched": ("are stretched into that range", "se estiran hasta ese rango"),
+    "exposure_val": (
+        "val (int8, clean accuracy + macro-F1 / mean accuracy under camera effects)",
+        "val (int8, exactitud + F1 macro sin alterar / exactitud media con efectos de cámara)",
+    ),
+    "on": ("on", "activada"),
+    "off": ("off", "desactivada"),
     "tta_carried": ("as chosen for the model it refits", "la elegida para el modelo que sustituye"),
     "size": ("Size", "Tamaño"),
     "latency": ("Latency per face (median, 1 thread)", "Latencia por rostro (mediana, 1 hilo)"),
@@ -156,6 +166,22 @@ def _tta_line(e: dict) -> str:
     return f"<p>{t('tta')}: <b>{html.escape(policy)}</b> ({t('passes')}: {view_count(policy)}){why}</p>"
 
 
+def _exposure_line(e: dict) -> str:
+    """Whether the device normalises exposure for this model, its bounds, and what val measured each way."""
+    bounds = (e.get("preprocess") or {}).get("exposure")
+    scores = ((e.get("exposure_selection") or {}).get("int8")) or {}
+    state = (
+        f"<b>{t('on')}</b>: {t('exposure_bounds')} {fmt(bounds[0], 1)}–{fmt(bounds[1], 1)} {t('exposure_std')} "
+        f"{fmt(bounds[2], 1)} {t('exposure_stretched')}"
+        if bounds
+        else f"<b>{t('off')}</b>"
+    )
+    why = "; ".join(
+        f"{html.escape(k)}: {fmt(v['clean_score'])} / {fmt(v['mean_corrupted_accuracy'])}" for k, v in scores.items()
+    )
+    return f"<p>{t('exposure')}: {state}" + (f" · {t('exposure_val')}: {why}" if why else "") + "</p>"
+
+
 def _members_curves(e: dict, members: list[dict]) -> str:
     """An ensemble's curves: each member's accuracy, under its run, epochs and best val accuracy."""
     records = (e.get("training") or {}).get("ensemble") or []
@@ -203,6 +229,7 @@ def _model_section(name: str, e: dict, history: list[dict], members: list[dict] 
             )
     parts.append(f"<p>{t('agreement')}: <b class='num'>{fmt(m.get('int8_float_agreement'))}</b></p>")
     parts.append(_tta_line(e))
+    parts.append(_exposure_line(e))
     sizes = {v: e["variants"][v]["size_bytes"] for v in e["variants"]}
     parts.append(
         "<table><tr><th>"
