@@ -206,7 +206,7 @@ def test_exposure_in_the_spec_the_preprocessing_and_the_manifest():
     assert (on[:, :, 0] == on[:, :, 2]).all()
     for bad in ([1, 2], [140, 120, 60], [120, 140, -1], [120, 140, True], "on"):
         with pytest.raises(UserError, match="exposure"):
-            PreprocessSpec(exposure=bad)  # type: ignore[arg-type]
+            PreprocessSpec(exposure=bad)
     entry = {"variants": {"int8": {"sha256": "ab"}}, "tta": "none", "preprocess": PreprocessSpec().to_dict()}
     with_it = {**entry, "preprocess": spec.to_dict()}
     assert model_version(entry) == model_version({k: v for k, v in entry.items() if k != "preprocess"})
