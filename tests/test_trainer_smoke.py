@@ -13,7 +13,7 @@ import pytest
 from edge.classify import tta
 from edge.classify.tflite import TFLiteClassifier
 from edge.classify.tta import POLICIES as TTA_POLICIES
-from edge.core.errors import ModelError
+from edge.core.errors import ModelError, UserError
 from edge.core.manifest import Manifest, sha256_file
 from trainer.evaluate import choose_tta
 from trainer.specs import SMOKE_PER_CLASS
@@ -284,6 +284,41 @@ def test_camera_effects_degrade_like_a_camera_and_keep_the_face():
     out = camera_effects(edges, rng, 1.0)
     assert np.abs(np.diff(out, axis=2)).mean() < 0.8 * np.abs(np.diff(edges, axis=2)).mean()
     assert (camera_effects(edges, rng, 0.0) == edges).all()
+
+
+def test_a_wide_camera_range_goes_further_and_mild_draws_what_it_always_drew():
+    """'wide' blurs and shrinks further than 'mild' on the same draws of which faces get an effect; 'mild' is the
+    default everywhere (so runs before it resume the same), and a recipe records the range only when it is not."""
+    from trainer.augment import CAMERA_RANGES, augment_batch, camera_effects
+    from trainer.specs import Recipe
+
+    stripes = np.zeros((16, 100, 100, 1), np.float32)
+    stripes[:, :, ::2] = 255.0
+
+    def detail(x):
+        return float(np.abs(np.diff(x, axis=2)).mean())
+
+    mild = camera_effects(stripes, np.random.default_rng(5), 1.0)
+    assert (mild == camera_effects(stripes, np.random.default_rng(5), 1.0, "mild")).all()
+    wide = camera_effects(stripes, np.random.default_rng(5), 1.0, "wide")
+    assert detail(wide) < 0.5 * detail(mild) < detail(stripes)
+    assert (camera_effects(stripes, np.random.default_rng(5), 0.0, "wide") == stripes).all()
+    a = augment_batch(stripes, np.random.default_rng(9), 0.5, 0.3)
+    assert (a == augment_batch(stripes, np.random.default_rng(9), 0.5, 0.3, "mild")).all()
+    assert set(CAMERA_RANGES) == {"mild", "wide"} and CAMERA_RANGES["mild"].small is None
+    assert "camera_range" not in Recipe().to_dict() and Recipe(camera_range="wide").to_dict()["camera_range"] == "wide"
+    with pytest.raises(UserError, match="camera_range"):
+        Recipe(camera_range="strong")
+
+
+def test_train_records_a_wide_camera_range(suite, run, fer_root, tmp_path):
+    """`train --camera-range wide` trains with it and records it in the run's recipe."""
+    base, _ = suite
+    common = ["binary-scratch", fer_root, "--smoke", "--runs", tmp_path / "runs", "--cache", base / "cache"]
+    proc = run("trainer", "train", *common, "--epochs", "1", "--camera-range", "wide")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())
+    assert info["recipe"]["camera_range"] == "wide" and info["complete"] is True
 
 
 def test_augmentation_warps_like_a_detector_and_is_a_function_of_its_generator():

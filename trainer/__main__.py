@@ -85,6 +85,12 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         "--distill-weight", type=float, help="weight of the teachers' probabilities in the targets (default 0.7)"
     )
     train.add_argument(
+        "--camera-range",
+        choices=("mild", "wide"),
+        help="how far the camera effects of the augmentation go (trainer/augment.py): 'mild' (default) or 'wide' "
+        "(stronger blur, noise and JPEG, and small faces)",
+    )
+    train.add_argument(
         "--backbone",
         default="fer-resnet",
         choices=("fer-resnet", "resnet50"),
@@ -304,7 +310,7 @@ def _spec_with(args, spec):
     spec = smoke(spec) if args.smoke else spec
     over = {
         k: getattr(args, k)
-        for k in ("epochs", "max_minutes", "width", "seed", "distill_weight")
+        for k in ("epochs", "max_minutes", "width", "seed", "distill_weight", "camera_range")
         if getattr(args, k, None) is not None
     }
     return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec
@@ -690,8 +696,8 @@ def cmd_bench_batches(args) -> int:
     res = bench_batches(split, spec, args.batches, args.threads, one_channel=not args.three_channel)
     print(
         f"{spec.name}: {res['batches']} training batches of {r.batch_size} "
-        f"(augmentation {'on' if r.augment else 'off'}, camera effects p {r.camera_effects}, erasing p "
-        f"{r.random_erasing}; grey faces as {'one channel' if res['one_channel'] else 'three channels'}), "
+        f"(augmentation {'on' if r.augment else 'off'}, camera effects p {r.camera_effects} {r.camera_range}, "
+        f"erasing p {r.random_erasing}; grey faces as {'one channel' if res['one_channel'] else 'three channels'}), "
         f"{args.threads} thread(s): {res['ms_per_batch']:.1f} ms per batch, {res['batches_per_s']:.1f} batches/s"
     )
     return 0

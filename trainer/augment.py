@@ -7,6 +7,8 @@ from the `rng` passed in: a batch is a function of (its faces, its generator), w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -65,20 +67,46 @@ def jpeg_recompress(img: np.ndarray, quality: int) -> np.ndarray:
     return img if redone is None else redone.reshape(img.shape)
 
 
-def camera_effects(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-    """What cheap cameras do to a face, each with probability `p` per face: Gaussian blur (sigma 0.5-1.5 px of
-    the 100-px input: focus, motion), sensor noise (sigma 2-10 grey levels, one field for all channels so grey
-    stays grey) and JPEG re-compression (quality 30-90, as streams and snapshots arrive). FER2013 faces are
-    clean web crops; device crops are not."""
+@dataclass(frozen=True)
+class CameraRange:
+    """How far each camera effect goes: blur sigma and sensor-noise sigma ranges, JPEG quality range, and the side a
+    face is shrunk to (None: not shrunk)."""
+
+    blur: tuple[float, float]
+    noise: tuple[float, float]
+    jpeg: tuple[int, int]
+    small: tuple[int, int] | None = None
+
+
+# "mild" (every run before 2026-11-27): about the first severity of `emotion-trainer robustness`; "wide": up to its
+# third, and small faces too (a face of 16-48 px upscaled to the input, as the preprocessing upscales a small crop).
+CAMERA_RANGES = {
+    "mild": CameraRange(blur=(0.5, 1.5), noise=(2.0, 10.0), jpeg=(30, 90)),
+    "wide": CameraRange(blur=(0.5, 3.0), noise=(2.0, 32.0), jpeg=(10, 90), small=(16, 48)),
+}
+
+
+def camera_effects(x: np.ndarray, rng: np.random.Generator, p: float, camera_range: str = "mild") -> np.ndarray:
+    """What cheap cameras do to a face, each with probability `p` per face: Gaussian blur (sigma in px of the
+    100-px input: focus, motion), sensor noise (sigma in grey levels, one field for all channels so grey stays
+    grey) and JPEG re-compression (as streams and snapshots arrive), over CAMERA_RANGES[camera_range]; "wide" also
+    shrinks a face to 16-48 px and back first (a face far from the camera). FER2013 faces are clean web crops;
+    device crops are not. "mild" draws exactly what it always drew, so runs made with it resume unchanged."""
     if p <= 0.0:
         return x
-    n = int(x.shape[0])
+    r = CAMERA_RANGES[camera_range]
+    n, side = int(x.shape[0]), int(x.shape[1])
     x = x.copy()
-    blur, sigma = rng.random(size=n) < p, rng.uniform(0.5, 1.5, size=n)
-    noise, level = rng.random(size=n) < p, rng.uniform(2.0, 10.0, size=n)
-    jpeg, quality = rng.random(size=n) < p, rng.integers(30, 91, size=n)
+    blur, sigma = rng.random(size=n) < p, rng.uniform(r.blur[0], r.blur[1], size=n)
+    noise, level = rng.random(size=n) < p, rng.uniform(r.noise[0], r.noise[1], size=n)
+    jpeg, quality = rng.random(size=n) < p, rng.integers(r.jpeg[0], r.jpeg[1] + 1, size=n)
+    if r.small is not None:
+        small, to = rng.random(size=n) < p, rng.integers(r.small[0], r.small[1] + 1, size=n)
+        for i in np.flatnonzero(small & (to < side)):
+            shrunk = cv2.resize(x[i], (int(to[i]), int(to[i])), interpolation=cv2.INTER_AREA)
+            x[i] = cv2.resize(shrunk, (side, side), interpolation=cv2.INTER_LINEAR).reshape(x.shape[1:])
     for i in np.flatnonzero(blur):
-        x[i] = gaussian_blur(x[i], sigma[i], taps=5)
+        x[i] = gaussian_blur(x[i], sigma[i], taps=5 if camera_range == "mild" else 0)
     if noise.any():
         field = rng.standard_normal((int(noise.sum()), *x.shape[1:3], 1), dtype=np.float32)
         x[noise] = np.clip(x[noise] + level[noise, None, None, None].astype(np.float32) * field, 0.0, 255.0)
@@ -111,9 +139,11 @@ def random_erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarra
     return x
 
 
-def augment_batch(x: np.ndarray, rng: np.random.Generator, erase: float = 0.0, effects: float = 0.0) -> np.ndarray:
+def augment_batch(
+    x: np.ndarray, rng: np.random.Generator, erase: float = 0.0, effects: float = 0.0, camera_range: str = "mild"
+) -> np.ndarray:
     """Training augmentation of a float32 batch (0-255, NHWC): warp, exposure, camera effects, occlusion.
 
     Any channel count: every step treats the channels alike, so a grey face can be augmented as one channel and
     replicated afterwards (`FaceBatches` does that)."""
-    return random_erase(camera_effects(exposure(warp(x, rng), rng), rng, effects), rng, erase)
+    return random_erase(camera_effects(exposure(warp(x, rng), rng), rng, effects, camera_range), rng, erase)

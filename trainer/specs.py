@@ -35,6 +35,7 @@ class Recipe:
     augment: bool = True
     random_erasing: float = 0.5  # probability of blanking one random rectangle (occlusion: hands, glasses, masks)
     camera_effects: float = 0.3  # probability of each of blur, sensor noise and JPEG re-compression per face
+    camera_range: str = "mild"  # how far they go: trainer/augment.py CAMERA_RANGES ("wide" adds small faces)
     # resnet fine-tunes: start the classifier from the pre-trained six-class head's rows for this spec's classes
     # (its softmax restricted to them), not from random weights, so fine-tuning starts where pre-training ended.
     head_from_pretrain: bool = False
@@ -43,8 +44,16 @@ class Recipe:
     class_weighting: bool = True
     seed: int = 1234
 
+    def __post_init__(self) -> None:
+        if self.camera_range not in ("mild", "wide"):
+            raise UserError(f"camera_range {self.camera_range!r} is not 'mild' or 'wide'")
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As runs record it; camera_range only when not "mild", so the recipes recorded before it still match."""
+        d = asdict(self)
+        if self.camera_range == "mild":
+            del d["camera_range"]
+        return d
 
 
 @dataclass(frozen=True)

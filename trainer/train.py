@@ -67,9 +67,11 @@ class FaceBatches:
         weights: dict[int, float] | None = None,
         teachers: Teachers | None = None,
         one_channel: bool = True,
+        camera_range: str = "mild",
     ):
         self.split, self.batch, self.n_classes, self.training, self.seed = split, batch, n_classes, training, seed
         self.augment, self.erase, self.effects, self.teachers = training and augment, erase, effects, teachers
+        self.camera_range = camera_range
         self.table = np.array([weights[i] for i in range(n_classes)], np.float32) if weights else None
         # grey faces (the preprocessing replicates one grey channel): augment one channel, replicate after;
         # one_channel=False keeps the three-channel path (for comparison: bench-batches --three-channel)
@@ -86,7 +88,11 @@ class FaceBatches:
         if self.augment:
             faces = self.split.x[idx, :, :, :1] if self.grey else self.split.x[idx]
             x = augment_batch(
-                faces.astype(np.float32), np.random.default_rng((self.seed, epoch, i)), self.erase, self.effects
+                faces.astype(np.float32),
+                np.random.default_rng((self.seed, epoch, i)),
+                self.erase,
+                self.effects,
+                self.camera_range,
             )
             if self.grey:
                 x = np.repeat(x, self.split.x.shape[3], axis=3)
@@ -116,6 +122,7 @@ def training_faces(
         weights=class_weights(split.y, len(spec.labels)) if r.class_weighting else None,
         teachers=teachers,
         one_channel=one_channel,
+        camera_range=r.camera_range,
     )
 
 
