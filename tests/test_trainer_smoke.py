@@ -556,6 +556,13 @@ def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_pa
     proc = run("trainer", *suite, "--cache", base / "cache")  # the refit's selection run is there: left alone
     assert proc.returncode == 0 and "binary-scratch: finished" in proc.stdout, proc.stderr[-2000:]
     assert Manifest(models).entry("binary-scratch").data == entry
+    # --exposure forced on a refit (no val involved), then auto again: back to what the selection chose
+    proc = run("trainer", "evaluate", "binary-scratch", *common, *refit_runs, "--exposure", "on")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    forced = Manifest(models).entry("binary-scratch").data
+    assert forced["exposure_selection"]["forced"] is True and len(forced["preprocess"]["exposure"]) == 3
+    proc = run("trainer", "evaluate", "binary-scratch", *common, *refit_runs)
+    assert proc.returncode == 0 and Manifest(models).entry("binary-scratch").data["preprocess"] == entry["preprocess"]
 
     changed = json.loads((models / "manifest.json").read_text())  # the selection as recorded, its seed altered
     changed["models"]["binary-scratch"] = selection | {

@@ -177,7 +177,8 @@ def evaluate(
     """Metrics for every variant, int8-vs-float agreement and latency (TTA included), written to the manifest (once)
     and reports/NAME.json. tta: "auto" chooses it on val, a policy name forces it; calibrate: "auto" chooses the
     decision offsets on val, "none" removes them; exposure: "auto" chooses the normalisation on val
-    (choose_exposure), "on"/"off" force it. A refit keeps all three as val chose them for the model it refits."""
+    (choose_exposure), "on"/"off" force it. A refit keeps the three as val chose them for the model it refits,
+    unless forced."""
     models_dir = Path(models_dir)
     manifest = Manifest(models_dir)
     entry = manifest.entry(name)
@@ -187,6 +188,8 @@ def evaluate(
     if refit:
         chosen = carried(refit, tta, calibrate)
         spec = replace(entry.preprocess, exposure=refit.get("exposure"))
+        if exposure != "auto":  # forced, as --tta and --calibrate none may be: no val involved
+            spec, chosen["exposure_selection"] = choose_exposure(entry, data, exposure)
     else:
         spec, chosen_exposure = choose_exposure(entry, data, exposure)
         chosen = {**select_on_val(entry, data, tta, calibrate, spec), "exposure_selection": chosen_exposure}
