@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from edge.classify.tta import POLICIES as TTA_POLICIES
 from edge.core.errors import UserError
+from trainer.augment import CAMERA_RANGES
 
 if TYPE_CHECKING:
     from trainer.dataset import DataOptions
@@ -86,7 +87,7 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     )
     train.add_argument(
         "--camera-range",
-        choices=("mild", "wide"),
+        choices=tuple(CAMERA_RANGES),
         help="how far the camera effects of the augmentation go (trainer/augment.py): 'mild' (default) or 'wide' "
         "(stronger blur, noise and JPEG, and small faces)",
     )

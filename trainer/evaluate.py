@@ -18,11 +18,11 @@ from edge.classify.tflite import TFLiteClassifier
 from edge.core.errors import UserError
 from edge.core.manifest import Manifest, ModelEntry
 from edge.core.metrics import evaluate_probs
-from edge.core.preprocess import PreprocessSpec, preprocess_face
+from edge.core.preprocess import PreprocessSpec
 from edge.core.runtime import runtime_name
 
 from .dataset import DataOptions
-from .robustness import measure
+from .robustness import device_predict, measure_each
 from .train import read_history
 
 log = logging.getLogger(__name__)
@@ -77,17 +77,14 @@ def choose_exposure(entry: ModelEntry, data: DataOptions, exposure: str = "auto"
         log.info("%s: exposure normalisation left off: choosing it needs face crops (--faces cropped)", entry.name)
         return off, {"chosen": "off", "why": "not face crops"}
     clf = TFLiteClassifier(entry, "int8", num_threads=2, tta="none", calibration={})
-    scores = {}
-    for choice, spec in (("off", off), ("on", on)):
-
-        def predict(faces: list[np.ndarray], spec: PreprocessSpec = spec) -> np.ndarray:
-            return np.stack([clf.probabilities(preprocess_face(f, None, spec)) for f in faces])
-
-        r = measure(predict, entry.labels, data, "val")
-        scores[choice] = {
+    measured = measure_each({"off": device_predict(clf, off), "on": device_predict(clf, on)}, entry.labels, data, "val")
+    scores = {
+        choice: {
             "clean_score": round(r["clean"]["accuracy"] + r["clean"]["macro_f1"], 4),
             "mean_corrupted_accuracy": r["mean_corrupted_accuracy"],
         }
+        for choice, r in measured.items()
+    }
     keep = (
         scores["on"]["clean_score"] >= scores["off"]["clean_score"] - EXPOSURE_CLEAN_TOLERANCE
         and scores["on"]["mean_corrupted_accuracy"] > scores["off"]["mean_corrupted_accuracy"] + EXPOSURE_GAIN

@@ -26,7 +26,7 @@ from edge.classify.tflite import TFLiteClassifier
 from edge.core.errors import UserError
 from edge.core.manifest import Manifest
 from edge.core.metrics import evaluate_probs
-from edge.core.preprocess import preprocess_face
+from edge.core.preprocess import PreprocessSpec, preprocess_face
 
 from .augment import gaussian_blur, jpeg_recompress
 from .dataset import DataOptions, scan
@@ -126,16 +126,22 @@ def corrupt(img: np.ndarray, name: str, severity: int, index: int) -> np.ndarray
 Predict = Callable[[list[np.ndarray]], np.ndarray]  # face images (uint8 BGR, any size) -> probabilities
 
 
+def device_predict(clf: TFLiteClassifier, spec: PreprocessSpec) -> Predict:
+    """Faces (the image is the crop) through the device's preprocessing with `spec` and the classifier `clf`."""
+
+    def predict(faces: list[np.ndarray]) -> np.ndarray:
+        return np.stack([clf.probabilities(preprocess_face(f, None, spec)) for f in faces])
+
+    return predict
+
+
 def shipped_model(name: str, models_dir: str | Path) -> tuple[Predict, tuple[str, ...], dict]:
     """Model `name` from the manifest, int8 through the device's classifier (its test-time augmentation and
     calibration): (predict, labels, what to record)."""
     entry = Manifest(models_dir).entry(name)
     clf = TFLiteClassifier(entry, "int8", num_threads=2)
-
-    def predict(faces: list[np.ndarray]) -> np.ndarray:
-        return np.stack([clf.probabilities(preprocess_face(f, None, entry.preprocess)) for f in faces])
-
-    return predict, entry.labels, {"model": name, "version": entry.version, "variant": "int8", "tta": clf.tta}
+    who = {"model": name, "version": entry.version, "variant": "int8", "tta": clf.tta}
+    return device_predict(clf, entry.preprocess), entry.labels, who
 
 
 def measure(
@@ -147,6 +153,17 @@ def measure(
 ) -> dict:
     """Accuracy and macro-F1 of `predict` on `split` (restricted to `labels`), clean and under each corruption in
     `only` at severities 1-3. Crops only: the image is the face (`--faces cropped`)."""
+    return measure_each({"": predict}, labels, data, split, only)[""]
+
+
+def measure_each(
+    predicts: dict[str, Predict],
+    labels: tuple[str, ...],
+    data: DataOptions,
+    split: str = "test",
+    only: tuple[str, ...] = NAMES,
+) -> dict[str, dict]:
+    """`measure` for several predictors on the same faces: the split is read, and each corrupted set made, once."""
     if data.faces != "cropped":
         raise UserError(
             "robustness reads face crops (the image is the face, as FER2013); fix: leave --faces at 'cropped'"
@@ -167,31 +184,39 @@ def measure(
         raise UserError(f"no readable images in {data.root}/{split}; fix: check the folder")
     truth = np.asarray(y, np.int32)
 
-    def score(faces: list[np.ndarray]) -> dict:
-        m = evaluate_probs(predict(faces), truth, labels)
-        return {"accuracy": round(float(m["accuracy"]), 4), "macro_f1": round(float(m["macro"]["f1"]), 4)}
+    def score(faces: list[np.ndarray]) -> dict[str, dict]:
+        out = {}
+        for key, predict in predicts.items():
+            m = evaluate_probs(predict(faces), truth, labels)
+            out[key] = {"accuracy": round(float(m["accuracy"]), 4), "macro_f1": round(float(m["macro"]["f1"]), 4)}
+        return out
 
     clean = score(images)
-    rows: list[dict] = []
+    rows: dict[str, list[dict]] = {key: [] for key in predicts}
     for n in only:
         c = corruption(n)
-        levels = [
-            {"severity": s, "level": c.levels[s - 1], **score([corrupt(img, n, s, i) for i, img in enumerate(images)])}
-            for s in (1, 2, 3)
-        ]
-        rows.append({"corruption": n, "what": c.what, "levels": levels})
-    accs = [lv["accuracy"] for r in rows for lv in r["levels"]]
-    return {
-        "split": split,
-        "data": str(Path(data.root).resolve()),
-        "labels": list(labels),
-        "n": len(images),
-        "skipped": skipped,
-        "per_class_limit": data.per_class_limit or None,
-        "clean": clean,
-        "corruptions": rows,
-        "mean_corrupted_accuracy": round(float(np.mean(accs)), 4) if accs else None,
-    }
+        levels: dict[str, list[dict]] = {key: [] for key in predicts}
+        for s in (1, 2, 3):
+            scores = score([corrupt(img, n, s, i) for i, img in enumerate(images)])
+            for key in predicts:
+                levels[key].append({"severity": s, "level": c.levels[s - 1], **scores[key]})
+        for key in predicts:
+            rows[key].append({"corruption": n, "what": c.what, "levels": levels[key]})
+    results = {}
+    for key in predicts:
+        accs = [lv["accuracy"] for r in rows[key] for lv in r["levels"]]
+        results[key] = {
+            "split": split,
+            "data": str(Path(data.root).resolve()),
+            "labels": list(labels),
+            "n": len(images),
+            "skipped": skipped,
+            "per_class_limit": data.per_class_limit or None,
+            "clean": clean[key],
+            "corruptions": rows[key],
+            "mean_corrupted_accuracy": round(float(np.mean(accs)), 4) if accs else None,
+        }
+    return results
 
 
 def format_table(r: dict) -> str:

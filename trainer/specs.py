@@ -45,8 +45,10 @@ class Recipe:
     seed: int = 1234
 
     def __post_init__(self) -> None:
-        if self.camera_range not in ("mild", "wide"):
-            raise UserError(f"camera_range {self.camera_range!r} is not 'mild' or 'wide'")
+        from .augment import CAMERA_RANGES
+
+        if self.camera_range not in CAMERA_RANGES:
+            raise UserError(f"camera_range {self.camera_range!r} is not one of {sorted(CAMERA_RANGES)}")
 
     def to_dict(self) -> dict:
         """As runs record it; camera_range only when not "mild", so the recipes recorded before it still match."""
