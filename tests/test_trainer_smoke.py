@@ -578,18 +578,33 @@ def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_pa
 
 def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root):
     """`ensemble` on the same run twice: the ensemble and the weight average must equal the run itself (to the
-    printed digit); a run of other classes is a one-line error."""
+    printed digit); a run of more classes is restricted to the spec's (no soup then); one of other classes is a
+    one-line error."""
     base, _ = suite
     one = base / "runs" / "binary-scratch"
     common = [fer_root, "--smoke", "--cache", base / "cache"]
-    proc = run("trainer", "ensemble", "binary-scratch", *common, one, one)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = {line.rsplit(None, 2)[0].strip(): line.split()[-2:] for line in proc.stdout.splitlines()[1:]}
-    assert rows["ensemble (mean probability, 2 runs)"] == rows[str(one)] == rows["weight average (soup, 2 runs)"]
-    assert all(0.0 <= float(v) <= 1.0 for v in rows[str(one)])
-    proc = run("trainer", "ensemble", "binary-scratch", *common, one, base / "runs" / "multiclass3-resnet")
+
+    def rows(*dirs) -> dict[str, list[str]]:
+        proc = run("trainer", "ensemble", "binary-scratch", *common, *dirs)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return {line.rsplit(None, 4)[0].strip(): line.split()[-4:] for line in proc.stdout.splitlines()[1:]}
+
+    same = rows(one, one)
+    assert same["ensemble (mean probability, 2 runs)"] == same[f"#1 {one}"] == same[f"#2 {one}"]
+    assert same["weight average (soup, 2 runs)"] == same[f"#1 {one}"]
+    assert all(0.0 <= float(v) <= 1.0 for v in same[f"#1 {one}"][:2])
+    assert all(0.0 <= float(v) <= 2.0 for v in same[f"#1 {one}"][2:])
+    three = base / "runs" / "multiclass3-resnet"
+    mixed = rows(one, three, one)
+    best = [k for k in mixed if k.startswith("ensemble (mean probability) of the best 2: ")]
+    assert set(mixed) == {f"#1 {one}", f"#2 {three}", f"#3 {one}", "ensemble (mean probability, 3 runs)", *best}
+    assert len(best) == 1 and mixed[f"#1 {one}"] == same[f"#1 {one}"]
+    # the best two: both copies of the one run if it scores above the restricted one, else that one and #1 (ties
+    # keep the order given)
+    assert best[0].endswith(("#1 #3", "#1 #2"))
+    proc = run("trainer", "ensemble", "multiclass3-resnet", *common, three, one)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "not ['happy', 'sad']" in proc.stderr
+    assert "not ['happy', 'sad', 'surprise'] or more" in proc.stderr
 
 
 def test_a_refit_cut_by_its_time_limit_resumes_only_as_the_same_refit(suite, run, fer_root, tmp_path):

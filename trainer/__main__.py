@@ -254,12 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "ensemble",
         parents=[spec, *data_cmd],
-        help="val accuracy of finished runs alone, of their ensemble and of their weight average (float, +-mirror)",
-        description="For choosing what to train next: each RUN_DIR's val accuracy (float Keras, without and with "
-        "mirror averaging), the mean of their probabilities (an ensemble: what distilling from them can at best "
-        "pass on) and the mean of their weights (a soup, when their architectures match). Val only.",
+        help="val accuracy of finished runs alone, of their ensembles and of their weight average (float, +-mirror)",
+        description="For choosing what to train or combine next: each RUN_DIR's val accuracy and accuracy + "
+        "macro-F1 (the score candidates are judged by; float Keras, without and with mirror averaging), the mean "
+        "of the probabilities of the k runs best by that score for k = 2 .. all (an ensemble: what `combine` makes, "
+        "and what distilling from them can at best pass on) and the mean of their weights (a soup, when their "
+        "architectures and classes match). Runs of more classes are restricted to SPEC's. Val only.",
     )
-    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC")
+    s.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="finished runs of SPEC (or more classes, restricted to its)",
+    )
 
     s = sub.add_parser(
         "combine",
@@ -661,10 +669,10 @@ def cmd_ensemble(args) -> int:
     from trainer.specs import get_spec
 
     rows = compare(args.run_dirs, get_spec(args.spec).labels, _data(args))
-    width = max(len(what) for what, _, _ in rows)
-    print(f"{'val accuracy, float':<{width}}  {'plain':>6} {'mirror':>6}")
-    for what, plain, mirror in rows:
-        print(f"{what:<{width}}  {plain:6.4f} {mirror:6.4f}")
+    width = max(len(row[0]) for row in rows)
+    print(f"{'val, float':<{width}}  {'accuracy':>8} {'mirror':>6}  {'acc+F1':>6} {'mirror':>6}")
+    for what, *values in rows:
+        print(f"{what:<{width}}  {values[0]:8.4f} {values[1]:6.4f}  {values[2]:6.4f} {values[3]:6.4f}")
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.errors import UserError
+from edge.core.metrics import evaluate_probs
 from edge.core.preprocess import PreprocessSpec
 
 from .dataset import DataOptions
@@ -38,38 +39,59 @@ def _runs(dirs: list[Path], labels: tuple[str, ...], more_ok: bool = False) -> l
     return infos
 
 
-def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    return float((probs.argmax(1) == y).mean())
+Row = tuple[str, float, float, float, float]  # what; val accuracy, accuracy + macro-F1: plain, mirrored
 
 
-def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> list[tuple[str, float, float]]:
-    """(what, val accuracy, val accuracy with mirror averaging) for each run, their ensemble and their soup."""
+def _row(what: str, plain: np.ndarray, mirror: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -> Row:
+    """Accuracy and the judge's val score (accuracy + macro-F1, as `evaluate` ranks candidates), without and with
+    mirror averaging."""
+    a, b = evaluate_probs(plain, y, labels), evaluate_probs(mirror, y, labels)
+    return (
+        what,
+        float(a["accuracy"]),
+        float(b["accuracy"]),
+        float(a["accuracy"] + a["macro"]["f1"]),
+        float(b["accuracy"] + b["macro"]["f1"]),
+    )
+
+
+def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> list[Row]:
+    """For each run (#1, #2, .. in the order given), then for the mean probability of the k runs best by their own
+    plain val score (k = 2 .. all, ties kept in the order given) and for their soup: val accuracy and accuracy +
+    macro-F1, plain and mirrored. A run of more classes is restricted to `labels` as `combine` restricts it."""
     import keras
 
-    infos = _runs(dirs, labels)
+    infos = _runs(dirs, labels, more_ok=True)
     val = data.load("val", labels, PreprocessSpec.from_dict(infos[0]["preprocess"]))
     mirrored = val.x[:, :, ::-1]
-    models = [keras.models.load_model(str(d / "model.keras"), compile=False) for d in dirs]
+    models = []
+    for d, info in zip(dirs, infos, strict=True):
+        model = keras.models.load_model(str(d / "model.keras"), compile=False)
+        same = tuple(info["labels"]) == labels
+        models.append(model if same else restricted(model, info["labels"], labels, d.parent.name))
 
     def both(model) -> tuple[np.ndarray, np.ndarray]:
         plain = model.predict(val.x, batch_size=256, verbose=0)
         return plain, (plain + model.predict(mirrored, batch_size=256, verbose=0)) / 2.0
 
-    rows, plain, mirror = [], [], []
+    rows: list[Row] = []
+    probs: list[tuple[np.ndarray, np.ndarray]] = []
     for d, model in zip(dirs, models, strict=True):
         p, m = both(model)
-        plain.append(p)
-        mirror.append(m)
-        rows.append((str(d), _accuracy(p, val.y), _accuracy(m, val.y)))
-    n = len(dirs)
-    ens = (np.mean(plain, axis=0), np.mean(mirror, axis=0))
-    rows.append((f"ensemble (mean probability, {n} runs)", _accuracy(ens[0], val.y), _accuracy(ens[1], val.y)))
+        probs.append((p, m))
+        rows.append(_row(f"#{len(rows) + 1} {d}", p, m, val.y, labels))
+    best = sorted(range(len(dirs)), key=lambda i: -rows[i][3])
+    for k in range(2, len(dirs) + 1):
+        chosen = best[:k]
+        what = f"ensemble (mean probability) of the best {k}: " + " ".join(f"#{i + 1}" for i in sorted(chosen))
+        p, m = (np.mean([probs[i][j] for i in chosen], axis=0) for j in (0, 1))
+        rows.append(_row(what if k < len(dirs) else f"ensemble (mean probability, {k} runs)", p, m, val.y, labels))
     shapes = [[w.shape for w in model.get_weights()] for model in models]
-    if all(s == shapes[0] for s in shapes):
+    if all(s == shapes[0] for s in shapes) and all(tuple(i["labels"]) == labels for i in infos):
         weights = [model.get_weights() for model in models]
         models[0].set_weights([np.mean(ws, axis=0).astype(ws[0].dtype) for ws in zip(*weights, strict=True)])
         p, m = both(models[0])
-        rows.append((f"weight average (soup, {n} runs)", _accuracy(p, val.y), _accuracy(m, val.y)))
+        rows.append(_row(f"weight average (soup, {len(dirs)} runs)", p, m, val.y, labels))
     return rows
 
 
