@@ -576,10 +576,10 @@ def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_pa
     assert not (tmp_path / "other").exists()
 
 
-def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root):
+def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root, tmp_path):
     """`ensemble` on the same run twice: the ensemble and the weight average must equal the run itself (to the
-    printed digit); a run of more classes is restricted to the spec's (no soup then); one of other classes is a
-    one-line error."""
+    printed digit); a run of more classes is restricted to the spec's (no soup then); a cut run is scored alone but
+    left out of the ensembles, as `combine` refuses it; one of other classes is a one-line error."""
     base, _ = suite
     one = base / "runs" / "binary-scratch"
     common = [fer_root, "--smoke", "--cache", base / "cache"]
@@ -602,6 +602,18 @@ def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root):
     # the best two: both copies of the one run if it scores above the restricted one, else that one and #1 (ties
     # keep the order given)
     assert best[0].endswith(("#1 #3", "#1 #2"))
+    cut = tmp_path / "cut" / "binary-scratch"
+    shutil.copytree(one, cut)
+    info = json.loads((cut / "train.json").read_text())
+    (cut / "train.json").write_text(json.dumps(info | {"complete": False}))
+    left_out = rows(one, cut, one)
+    assert set(left_out) == {
+        f"#1 {one}",
+        f"#2 {cut} (cut before its schedule ended: not in the ensembles)",
+        f"#3 {one}",
+        "ensemble (mean probability, 2 runs)",
+        "weight average (soup, 3 runs)",
+    }
     proc = run("trainer", "ensemble", "multiclass3-resnet", *common, three, one)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "not ['happy', 'sad', 'surprise'] or more" in proc.stderr

@@ -39,6 +39,16 @@ def _runs(dirs: list[Path], labels: tuple[str, ...], more_ok: bool = False) -> l
     return infos
 
 
+def _not_combinable(info: dict) -> str | None:
+    """Why `combine` refuses a run (None when it takes it): a refit, or a run cut before its schedule ended, is no
+    run that its command alone reproduces."""
+    if info.get("refit"):
+        return "a refit"
+    if not info.get("complete", True):
+        return "cut before its schedule ended"
+    return None
+
+
 Row = tuple[str, float, float, float, float]  # what; val accuracy, accuracy + macro-F1: plain, mirrored
 
 
@@ -57,8 +67,9 @@ def _row(what: str, plain: np.ndarray, mirror: np.ndarray, y: np.ndarray, labels
 
 def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> list[Row]:
     """For each run (#1, #2, .. in the order given), then for the mean probability of the k runs best by their own
-    plain val score (k = 2 .. all, ties kept in the order given) and for their soup: val accuracy and accuracy +
-    macro-F1, plain and mirrored. A run of more classes is restricted to `labels` as `combine` restricts it."""
+    plain val score (k = 2 .. all, ties kept in the order given; only runs `combine` takes, a cut run or a refit is
+    marked and left out) and for their soup: val accuracy and accuracy + macro-F1, plain and mirrored. A run of
+    more classes is restricted to `labels` as `combine` restricts it."""
     import keras
 
     infos = _runs(dirs, labels, more_ok=True)
@@ -76,16 +87,18 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
 
     rows: list[Row] = []
     probs: list[tuple[np.ndarray, np.ndarray]] = []
-    for d, model in zip(dirs, models, strict=True):
+    for i, (d, model, info) in enumerate(zip(dirs, models, infos, strict=True)):
         p, m = both(model)
         probs.append((p, m))
-        rows.append(_row(f"#{len(rows) + 1} {d}", p, m, val.y, labels))
-    best = sorted(range(len(dirs)), key=lambda i: -rows[i][3])
-    for k in range(2, len(dirs) + 1):
+        why = _not_combinable(info)
+        rows.append(_row(f"#{i + 1} {d}" + (f" ({why}: not in the ensembles)" if why else ""), p, m, val.y, labels))
+    ok = [i for i, info in enumerate(infos) if _not_combinable(info) is None]
+    best = sorted(ok, key=lambda i: -rows[i][3])
+    for k in range(2, len(ok) + 1):
         chosen = best[:k]
         what = f"ensemble (mean probability) of the best {k}: " + " ".join(f"#{i + 1}" for i in sorted(chosen))
         p, m = (np.mean([probs[i][j] for i in chosen], axis=0) for j in (0, 1))
-        rows.append(_row(what if k < len(dirs) else f"ensemble (mean probability, {k} runs)", p, m, val.y, labels))
+        rows.append(_row(what if k < len(ok) else f"ensemble (mean probability, {k} runs)", p, m, val.y, labels))
     shapes = [[w.shape for w in model.get_weights()] for model in models]
     if all(s == shapes[0] for s in shapes) and all(tuple(i["labels"]) == labels for i in infos):
         weights = [model.get_weights() for model in models]
@@ -136,10 +149,11 @@ def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path,
         raise UserError("a run is named twice; fix: pass each RUN_DIR once")
     infos = _runs(dirs, labels, more_ok=True)
     for d, info in zip(dirs, infos, strict=True):
-        if not info.get("complete", True) or info.get("refit"):
+        why = _not_combinable(info)
+        if why:
             raise UserError(
-                f"{d} is {'a refit' if info.get('refit') else 'cut before its schedule ended'}; fix: combine runs "
-                "that finished on train only (a cut run resumes with its own train command)"
+                f"{d} is {why}; fix: combine runs that finished on train only (a cut run resumes with its own train "
+                "command)"
             )
     for key in ("arch", "faces"):
         if _common([i[key] for i in infos]) is None:
