@@ -1,7 +1,8 @@
-"""Combining finished runs. `compare`: what it would buy, on val: each run alone, the mean of their probabilities (an
-ensemble, what distillation from them can at best pass on) and the mean of their weights (a "soup", which costs
-nothing at inference); float Keras models, without and with mirror averaging; val only, since it informs choices.
-`combine`: the ensemble as one model, exported and judged like any run."""
+"""Combining finished runs. `compare`: what it would buy, on val: each run alone, the mean probabilities of the best
+k of them for every k (an ensemble, what `combine` makes and what distillation from them can at best pass on) and the
+mean of their weights (a "soup"); float Keras models, accuracy and accuracy + macro-F1, without and with mirror
+averaging; val only, since it informs choices. `combine`: the ensemble as one model, exported and judged like any
+run."""
 
 from __future__ import annotations
 
