@@ -70,18 +70,19 @@ def jpeg_recompress(img: np.ndarray, quality: int) -> np.ndarray:
 @dataclass(frozen=True)
 class CameraRange:
     """How far each camera effect goes: blur sigma and sensor-noise sigma ranges, JPEG quality range, and the side a
-    face is shrunk to (None: not shrunk)."""
+    face is shrunk to (None: not shrunk); `blur_taps` the blur kernel's side (0: as wide as sigma needs)."""
 
     blur: tuple[float, float]
     noise: tuple[float, float]
     jpeg: tuple[int, int]
     small: tuple[int, int] | None = None
+    blur_taps: int = 0
 
 
 # "mild" (every run before 2026-11-27): about the first severity of `emotion-trainer robustness`; "wide": up to its
 # third, and small faces too (a face of 16-48 px upscaled to the input, as the preprocessing upscales a small crop).
 CAMERA_RANGES = {
-    "mild": CameraRange(blur=(0.5, 1.5), noise=(2.0, 10.0), jpeg=(30, 90)),
+    "mild": CameraRange(blur=(0.5, 1.5), noise=(2.0, 10.0), jpeg=(30, 90), blur_taps=5),
     "wide": CameraRange(blur=(0.5, 3.0), noise=(2.0, 32.0), jpeg=(10, 90), small=(16, 48)),
 }
 
@@ -106,7 +107,7 @@ def camera_effects(x: np.ndarray, rng: np.random.Generator, p: float, camera_ran
             shrunk = cv2.resize(x[i], (int(to[i]), int(to[i])), interpolation=cv2.INTER_AREA)
             x[i] = cv2.resize(shrunk, (side, side), interpolation=cv2.INTER_LINEAR).reshape(x.shape[1:])
     for i in np.flatnonzero(blur):
-        x[i] = gaussian_blur(x[i], sigma[i], taps=5 if camera_range == "mild" else 0)
+        x[i] = gaussian_blur(x[i], sigma[i], taps=r.blur_taps)
     if noise.any():
         field = rng.standard_normal((int(noise.sum()), *x.shape[1:3], 1), dtype=np.float32)
         x[noise] = np.clip(x[noise] + level[noise, None, None, None].astype(np.float32) * field, 0.0, 255.0)
