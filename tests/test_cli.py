@@ -26,6 +26,7 @@ ELSEWHERE = {
     "emotion-trainer suite": "tests/conftest.py::suite (and tests/test_trainer_smoke.py)",
     "emotion-trainer report": "tests/test_report.py",
     "emotion-trainer robustness": "tests/test_robustness.py",
+    "emotion-trainer exposure": "tests/test_robustness.py::test_exposure_rows_match_the_recorded_choice",
     "emotion-trainer refit": "tests/test_trainer_smoke.py::test_refit_on_train_and_val_keeps_the_selection",
     "emotion-trainer ensemble": "tests/test_trainer_smoke.py::test_ensemble_of_one_run_twice_is_that_run",
     "emotion-trainer combine": "tests/test_trainer_smoke.py::test_combine_ships_the_members_mean_as_one_model",

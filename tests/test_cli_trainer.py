@@ -15,6 +15,7 @@ SUBCOMMANDS = [
     "suite",
     "compare-fer",
     "robustness",
+    "exposure",
     "report",
     "bench-batches",
     "ensemble",

@@ -114,3 +114,44 @@ def test_cli_mistakes_are_one_line(run, fer_root, tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("emotion-trainer: error:")]
         assert len(errors) == 1 and needle in errors[0] and "fix:" in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_exposure_rows_match_the_recorded_choice(run, fer_root):
+    """`emotion-trainer exposure` on val: its `off` and `stretch` rows are the clean scores `evaluate` recorded when
+    it chose the normalisation (the manifest's `exposure_selection`, same bounds), so the alternatives beside them
+    (equalising or standardising every face) are compared on the same footing; and it measures how far
+    cv2.equalizeHist moves the same faces."""
+    from edge.core.manifest import Manifest
+    from edge.core.paths import models_dir
+
+    manifest = Manifest(models_dir())
+    scored = [
+        n
+        for n in ("binary-scratch", "binary-resnet", "multiclass4-scratch", "multiclass4-resnet")
+        if "int8" in manifest.entry(n).data.get("exposure_selection", {})
+    ]
+    assert scored, "no shipped model records the val scores of its exposure choice"
+    name = scored[0]
+    selection = manifest.entry(name).data["exposure_selection"]
+    proc = run("trainer", "exposure", name, fer_root, "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert r["model"] == name and r["split"] == "val" and r["variant"] == "int8"
+    assert r["bounds"] == [*selection["bounds"]["mean"], selection["bounds"]["min_std"]]
+    alt = r["alternatives"]
+    assert list(alt) == ["off", "stretch", "equalize", "standardize"]
+    for row, choice in (("off", "off"), ("stretch", "on")):
+        assert round(alt[row]["accuracy"] + alt[row]["macro_f1"], 4) == selection["int8"][choice]["clean_score"]
+    assert alt["equalize"]["accuracy"] != alt["off"]["accuracy"], "equalising changes what the model sees"
+    moves = r["equalizehist_moves"]
+    assert moves["n"] == r["n"] and 0 <= moves["under_2_grey_levels"] <= moves["n"]
+    assert moves["median_grey_levels"] > 0
+
+
+def test_exposure_mistakes_are_one_line(run, fer_root):
+    for args, needle in ((["--faces", "detect"], "reads face crops"), (["--split", "nope"], "nope")):
+        proc = run("trainer", "exposure", "binary-resnet", fer_root, "--smoke", *args)
+        assert proc.returncode == 2, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("emotion-trainer: error:")]
+        assert len(errors) == 1 and needle in errors[0] and "fix:" in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr

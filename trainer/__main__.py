@@ -227,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the result as one JSON object instead of the table")
 
     s = sub.add_parser(
+        "exposure",
+        parents=[maybe_spec, *data_cmd],
+        help="the shipped exposure normalisation against equalising or standardising every face, scored on val",
+        description="Score SPEC's int8 model (no TTA, no calibration, as `evaluate` scores the normalisation when it "
+        "chooses it) on the clean faces of a split with exposure normalisation off, the shipped stretch (bounds from "
+        "the train split), cv2.equalizeHist on every face, and every face standardised to the training faces' median "
+        "mean and std; and say how far cv2.equalizeHist moves the split's faces as read (trainer/exposure.py).",
+    )
+    s.add_argument("--split", default="val", help="held-out split (default %(default)s)")
+    s.add_argument("--json", action="store_true", help="print the result as one JSON object instead of the table")
+
+    s = sub.add_parser(
         "report",
         parents=[par["verbose"]],
         help="write the static HTML page comparing the models (from the manifest and reports)",
@@ -656,6 +668,19 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def cmd_exposure(args) -> int:
+    import json
+
+    from edge.core.manifest import Manifest
+    from trainer.exposure import compare, format_table
+    from trainer.specs import PRODUCTION_MODEL, get_spec
+
+    spec = get_spec(args.spec or PRODUCTION_MODEL)
+    r = compare(Manifest(_models_dir(args)).entry(spec.name), _data(args), args.split)
+    print(json.dumps(r) if args.json else format_table(r))
+    return 0
+
+
 def cmd_report(args) -> int:
     from trainer.report import write
 
@@ -719,6 +744,7 @@ COMMANDS = {
     "report": cmd_report,
     "compare-fer": cmd_compare_fer,
     "robustness": cmd_robustness,
+    "exposure": cmd_exposure,
     "prepare": cmd_prepare,
     "crop-stats": cmd_crop_stats,
     "pretrain": cmd_pretrain,
