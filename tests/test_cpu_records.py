@@ -31,6 +31,11 @@ def test_each_record_has_its_curve_and_minutes(record):
         assert not (record / "history.csv").exists()
         return
     rows = (record / "history.csv").read_text().strip().splitlines()[1:]
+    if info["command"].startswith("emotion-trainer refit "):  # val was training data: no val curve, no val.json
+        assert info["complete"] and len(rows) == info["epochs_run"] == info["refit"]["epochs"]
+        assert info["minutes_total"] > 0 and info["device"].startswith("CPU") and info["best_val_accuracy"] is None
+        assert all(r.split(",")[4] == "NA" for r in rows) and not (record / "val.json").exists()
+        return
     assert rows and info["command"].startswith("emotion-trainer train ")
     if info["complete"]:  # a finished run: a curve row per epoch, its minutes and where it ran
         assert len(rows) == info["epochs_run"] and info["minutes_total"] > 0 and info["device"].startswith("CPU")
@@ -92,3 +97,18 @@ def test_an_ensemble_record_names_members_that_are_on_record():
             assert member["command"].startswith("emotion-trainer train ")
             # of the ensemble's classes or more (e4a's record predates members' own classes: it took only equal ones)
             assert set(info["labels"]) <= set(member.get("labels", info["labels"]))
+
+
+def test_a_shipped_refit_made_here_is_on_record():
+    """A shipped model refit on this CPU (`emotion-trainer refit ...` in its provenance, not a GPU call's /tmp/r/
+    paths) has its record: the same command, the same refit (the model it refits, by int8 sha256, and the epochs),
+    the same minutes."""
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
+    records = {r.name: json.loads((r / "train.json").read_text()) for r in RECORDS}
+    for spec, entry in manifest.items():
+        command = entry["provenance"]["command"]
+        if not command.startswith("emotion-trainer refit ") or "/tmp/r/" in command:
+            continue
+        [info] = [i for i in records.values() if i["command"] == command and i["spec"] == spec]
+        assert info["refit"] == entry["training"]["refit"], spec
+        assert info["minutes_total"] == entry["training"]["minutes_total"], spec
