@@ -18,21 +18,19 @@ import numpy as np
 from edge.classify.tflite import TFLiteClassifier
 from edge.core.errors import UserError
 from edge.core.manifest import ModelEntry
-from edge.core.preprocess import normalize_exposure, preprocess_face
+from edge.core.preprocess import preprocess_face
 
 from .dataset import DataOptions, scan
 from .evaluate import exposure_bounds
-from .robustness import Predict, measure_each
+from .robustness import Predict, device_predict, measure_each
 
 Transform = Callable[[np.ndarray], np.ndarray]  # grey uint8 face at the model's input -> the same shape
 
 
-def transforms(train_faces: np.ndarray) -> tuple[dict[str, Transform], dict[str, str]]:
-    """The alternatives, with what each does: `off`, the face as training saw it; `stretch`, the shipped
-    normalisation with bounds from `train_faces` (preprocessed uint8 NHWC, exposure off); `equalize`,
-    cv2.equalizeHist on every face; `standardize`, every face mapped linearly to the training faces' median mean
-    and median standard deviation."""
-    bounds = exposure_bounds(train_faces)
+def alternatives(train_faces: np.ndarray) -> dict[str, tuple[Transform, str]]:
+    """The two normalisations the device does not have, each with what it does: `equalize`, cv2.equalizeHist on
+    every face; `standardize`, every face mapped linearly to the median mean and median standard deviation of
+    `train_faces` (preprocessed uint8 NHWC, exposure off)."""
     f = train_faces.reshape(len(train_faces), -1).astype(np.float32)
     mean, std = float(np.median(f.mean(axis=1))), float(np.median(f.std(axis=1)))
 
@@ -41,23 +39,14 @@ def transforms(train_faces: np.ndarray) -> tuple[dict[str, Transform], dict[str,
         out = (x - x.mean()) * np.float32(std / max(float(x.std()), 1.0)) + np.float32(mean)
         return np.clip(out, 0.0, 255.0).round().astype(np.uint8)
 
-    table: dict[str, Transform] = {
-        "off": lambda g: g,
-        "stretch": lambda g: normalize_exposure(g, bounds),
-        "equalize": cv2.equalizeHist,
-        "standardize": standardize,
+    return {
+        "equalize": (cv2.equalizeHist, "cv2.equalizeHist on every face"),
+        "standardize": (standardize, f"every face to the training median mean {mean:.1f} and std {std:.1f}"),
     }
-    what = {
-        "off": "the face as training saw it",
-        "stretch": f"only faces outside the training range (shipped; mean {bounds[0]:g}-{bounds[1]:g}, "
-        f"std >= {bounds[2]:g})",
-        "equalize": "cv2.equalizeHist on every face",
-        "standardize": f"every face to the training median mean {mean:.1f} and std {std:.1f}",
-    }
-    return table, what
 
 
 def _predict(clf: TFLiteClassifier, entry: ModelEntry, transform: Transform) -> Predict:
+    """The device's preprocessing without exposure normalisation, then `transform` on the grey face in its place."""
     spec = replace(entry.preprocess, exposure=None)
 
     def predict(faces: list[np.ndarray]) -> np.ndarray:
@@ -96,10 +85,20 @@ def compare(entry: ModelEntry, data: DataOptions, split: str = "val") -> dict:
         )
     if entry.preprocess.color != "gray":
         raise UserError(f"{entry.name} reads colour; the exposure alternatives act on grey faces; fix: a grey model")
-    train = data.load("train", entry.labels, replace(entry.preprocess, exposure=None)).x
-    table, what = transforms(train)
+    off = replace(entry.preprocess, exposure=None)
+    train = data.load("train", entry.labels, off).x
+    bounds = exposure_bounds(train)
     clf = TFLiteClassifier(entry, "int8", num_threads=2, tta="none", calibration={})
-    measured = measure_each({k: _predict(clf, entry, t) for k, t in table.items()}, entry.labels, data, split, ())
+    # off and stretch are the device's own path (edge.core.preprocess), as `evaluate` scored them when it chose
+    predicts = {"off": device_predict(clf, off), "stretch": device_predict(clf, replace(off, exposure=bounds))}
+    what = {
+        "off": "the face as training saw it",
+        "stretch": f"only faces outside the training range (shipped; mean {bounds[0]:g}-{bounds[1]:g}, "
+        f"std >= {bounds[2]:g})",
+    }
+    for name, (transform, does) in alternatives(train).items():
+        predicts[name], what[name] = _predict(clf, entry, transform), does
+    measured = measure_each(predicts, entry.labels, data, split, ())
     first = next(iter(measured.values()))
     return {
         "model": entry.name,
@@ -108,8 +107,8 @@ def compare(entry: ModelEntry, data: DataOptions, split: str = "val") -> dict:
         "split": split,
         "n": first["n"],
         "skipped": first["skipped"],
-        "bounds": list(exposure_bounds(train)),
-        "alternatives": {k: {"what": what[k], **measured[k]["clean"]} for k in table},
+        "bounds": list(bounds),
+        "alternatives": {k: {"what": what[k], **measured[k]["clean"]} for k in predicts},
         "equalizehist_moves": equalized_already(data, entry.labels, split),
     }
 
