@@ -311,14 +311,35 @@ def test_a_wide_camera_range_goes_further_and_mild_draws_what_it_always_drew():
         Recipe(camera_range="strong")
 
 
-def test_train_records_a_wide_camera_range(suite, run, fer_root, tmp_path):
-    """`train --camera-range wide` trains with it and records it in the run's recipe."""
+def test_train_records_a_wide_camera_range_and_a_later_stop(suite, run, fer_root, tmp_path):
+    """`train --camera-range wide --stop-from 0.75` trains with them and records both in the run's recipe; a stop
+    outside the schedule is one line naming the fix."""
     base, _ = suite
     common = ["binary-scratch", fer_root, "--smoke", "--runs", tmp_path / "runs", "--cache", base / "cache"]
-    proc = run("trainer", "train", *common, "--epochs", "1", "--camera-range", "wide")
+    proc = run("trainer", "train", *common, "--epochs", "1", "--camera-range", "wide", "--stop-from", "0.75")
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())
-    assert info["recipe"]["camera_range"] == "wide" and info["complete"] is True
+    assert info["recipe"]["camera_range"] == "wide" and info["recipe"]["stop_from"] == 0.75
+    assert info["complete"] is True
+    bad = run("trainer", "train", *common, "--stop-from", "1.5")
+    assert bad.returncode == 2 and "stop_from 1.5" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_early_stopping_watches_the_schedule_from_the_recipes_fraction(tmp_path):
+    """By default early stopping starts at half the schedule (as every recorded run had it, so a recipe records
+    stop_from only when it differs); 0.75 starts it at three quarters, 1.0 never."""
+    import keras
+
+    from trainer.specs import Recipe
+    from trainer.train import _resumable_callbacks
+
+    def start(*stop_from):
+        return _resumable_callbacks(keras, tmp_path, 8, 60, *stop_from)[1].start_from_epoch
+
+    assert (start(), start(0.5), start(0.75), start(1.0)) == (30, 30, 45, 60)
+    assert "stop_from" not in Recipe().to_dict() and Recipe(stop_from=0.75).to_dict()["stop_from"] == 0.75
+    with pytest.raises(UserError, match="stop_from"):
+        Recipe(stop_from=-0.1)
 
 
 def test_augmentation_warps_like_a_detector_and_is_a_function_of_its_generator():

@@ -92,6 +92,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         "(stronger blur, noise and JPEG, and small faces)",
     )
     train.add_argument(
+        "--stop-from",
+        type=float,
+        metavar="FRACTION",
+        help="early stopping watches val from this fraction of the schedule on (default 0.5; 1 never stops early, "
+        "the best epoch is kept either way)",
+    )
+    train.add_argument(
         "--backbone",
         default="fer-resnet",
         choices=("fer-resnet", "resnet50"),
@@ -331,7 +338,7 @@ def _spec_with(args, spec):
     spec = smoke(spec) if args.smoke else spec
     over = {
         k: getattr(args, k)
-        for k in ("epochs", "max_minutes", "width", "seed", "distill_weight", "camera_range")
+        for k in ("epochs", "max_minutes", "width", "seed", "distill_weight", "camera_range", "stop_from")
         if getattr(args, k, None) is not None
     }
     return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec

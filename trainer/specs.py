@@ -28,6 +28,9 @@ class Recipe:
     dropout: float = 0.5  # the thesis's dropout before the classifier
     label_smoothing: float = 0.05
     patience: int = 8  # early stopping on val accuracy
+    # early stopping watches val from this fraction of the schedule on (1.0: it never stops a run; the best epoch is
+    # kept either way): while the learning rate is high, val wanders by points from epoch to epoch
+    stop_from: float = 0.5
     warmup_epochs: int = 1  # linear learning-rate warm-up before cosine annealing
     max_minutes: float = 55.0  # this invocation's limit: stop with a checkpoint; the same command continues
     width: int = 32  # channels of the first stage; later stages double it
@@ -49,12 +52,17 @@ class Recipe:
 
         if self.camera_range not in CAMERA_RANGES:
             raise UserError(f"camera_range {self.camera_range!r} is not one of {sorted(CAMERA_RANGES)}")
+        if not 0.0 <= self.stop_from <= 1.0:
+            raise UserError(f"stop_from {self.stop_from} is not a fraction of the schedule; fix: give 0 to 1")
 
     def to_dict(self) -> dict:
-        """As runs record it; camera_range only when not "mild", so the recipes recorded before it still match."""
+        """As runs record it; camera_range only when not "mild" and stop_from only when not 0.5, so the recipes
+        recorded before them still match."""
         d = asdict(self)
         if self.camera_range == "mild":
             del d["camera_range"]
+        if self.stop_from == 0.5:
+            del d["stop_from"]
         return d
 
 

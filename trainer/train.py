@@ -360,16 +360,17 @@ def read_history(run_dir: Path | None) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", "NA")} for row in csv.DictReader(f)]
 
 
-def _resumable_callbacks(keras, run_dir: Path, patience: int, epochs: int):
+def _resumable_callbacks(keras, run_dir: Path, patience: int, epochs: int, stop_from: float = 0.5):
     """Checkpoint-best and early stopping that remember earlier invocations of the same run (from history.csv):
     a resumed run neither overwrites a better best.keras nor restarts its patience.
 
-    Early stopping watches only the second half of the schedule: while the learning rate is still high, val
-    accuracy wanders by several points from epoch to epoch (runs of 50 epochs stopped at epoch 9 and 14 of their
-    warm, high-rate phase), and the checkpoint keeps the best epoch anyway."""
+    Early stopping watches only the schedule from `stop_from` on (the recipe's; by default its second half): while
+    the learning rate is still high, val accuracy wanders by several points from epoch to epoch (runs of 50 epochs
+    stopped at epoch 9 and 14 of their warm, high-rate phase; a 60-epoch one watched from epoch 30 stopped at 40 with
+    the rate at a quarter of its peak), and the checkpoint keeps the best epoch anyway."""
     past = read_history(run_dir)
     best = max(r["val_accuracy"] for r in past) if past else None
-    start = epochs // 2
+    start = int(epochs * stop_from)
     watched = [r["val_accuracy"] for r in past[start:]]  # what early stopping has seen so far
 
     class Stop(keras.callbacks.EarlyStopping):
@@ -509,7 +510,7 @@ def train(
         # resume after an interruption or a time limit; deleted below only when the run is complete
         # double_checkpoint: the previous epoch's checkpoint is kept and used if the latest was cut mid-write
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False, double_checkpoint=True),
-        *(_resumable_callbacks(keras, run_dir, r.patience, r.epochs) if refit is None else ()),
+        *(_resumable_callbacks(keras, run_dir, r.patience, r.epochs, r.stop_from) if refit is None else ()),
         budget,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
