@@ -333,10 +333,10 @@ def test_early_stopping_watches_the_schedule_from_the_recipes_fraction(tmp_path)
     from trainer.specs import Recipe
     from trainer.train import _resumable_callbacks
 
-    def start(*stop_from):
-        return _resumable_callbacks(keras, tmp_path, 8, 60, *stop_from)[1].start_from_epoch
+    def start(stop_from):
+        return _resumable_callbacks(keras, tmp_path, 8, 60, stop_from)[1].start_from_epoch
 
-    assert (start(), start(0.5), start(0.75), start(1.0)) == (30, 30, 45, 60)
+    assert (start(Recipe().stop_from), start(0.5), start(0.75), start(1.0)) == (30, 30, 45, 60)
     assert "stop_from" not in Recipe().to_dict() and Recipe(stop_from=0.75).to_dict()["stop_from"] == 0.75
     with pytest.raises(UserError, match="stop_from"):
         Recipe(stop_from=-0.1)

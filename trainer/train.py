@@ -360,7 +360,7 @@ def read_history(run_dir: Path | None) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", "NA")} for row in csv.DictReader(f)]
 
 
-def _resumable_callbacks(keras, run_dir: Path, patience: int, epochs: int, stop_from: float = 0.5):
+def _resumable_callbacks(keras, run_dir: Path, patience: int, epochs: int, stop_from: float):
     """Checkpoint-best and early stopping that remember earlier invocations of the same run (from history.csv):
     a resumed run neither overwrites a better best.keras nor restarts its patience.
 
