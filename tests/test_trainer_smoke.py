@@ -15,6 +15,7 @@ from edge.classify.tflite import TFLiteClassifier
 from edge.classify.tta import POLICIES as TTA_POLICIES
 from edge.core.errors import ModelError, UserError
 from edge.core.manifest import Manifest, sha256_file
+from edge.core.preprocess import PreprocessSpec
 from trainer.evaluate import choose_tta
 from trainer.specs import SMOKE_PER_CLASS
 from trainer.train import read_history
@@ -316,13 +317,55 @@ def test_train_records_a_wide_camera_range_and_a_later_stop(suite, run, fer_root
     outside the schedule is one line naming the fix."""
     base, _ = suite
     common = ["binary-scratch", fer_root, "--smoke", "--runs", tmp_path / "runs", "--cache", base / "cache"]
-    proc = run("trainer", "train", *common, "--epochs", "1", "--camera-range", "wide", "--stop-from", "0.75")
+    proc = run(
+        "trainer", "train", *common, "--epochs", "1", "--camera-range", "wide", "--stop-from", "0.75", "--mixup", "0.2"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())
     assert info["recipe"]["camera_range"] == "wide" and info["recipe"]["stop_from"] == 0.75
-    assert info["complete"] is True
+    assert info["recipe"]["mixup"] == 0.2 and info["complete"] is True
     bad = run("trainer", "train", *common, "--stop-from", "1.5")
     assert bad.returncode == 2 and "stop_from 1.5" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run("trainer", "train", *common, "--mixup", "-1")
+    assert bad.returncode == 2 and "mixup -1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_mixup_blends_faces_targets_and_weights_alike_and_only_in_training(fer_root, tmp_path):
+    """With mixup each training face is a convex blend of two faces of its batch, its target and class weight the
+    same blend of theirs (labels mixed before the teachers, who are asked about the blend); a batch is still a
+    function of (batch, epoch); evaluation batches and mixup 0 are untouched; recipes record it only when on."""
+    from trainer.dataset import load_split
+    from trainer.specs import Recipe
+    from trainer.train import FaceBatches, mix
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 4, 4, 3)).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[np.arange(16) % 2]
+    w = np.where(np.arange(16) % 2 == 0, 1.0, 3.0).astype(np.float32)
+    mx, my, mw = mix(x, y, w, 0.2, np.random.default_rng(1))
+    lam = np.random.default_rng(1).beta(0.2, 0.2, size=16)
+    partner = np.random.default_rng(1)
+    partner.beta(0.2, 0.2, size=16)
+    p = partner.permutation(16)
+    assert np.allclose(mx, lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[p], atol=1e-3)
+    assert np.allclose(my, lam[:, None] * y + (1 - lam[:, None]) * y[p]) and np.allclose(my.sum(1), 1.0)
+    assert np.allclose(mw, lam * w + (1 - lam) * w[p]) and mx.dtype == my.dtype == mw.dtype == np.float32
+    assert mix(x, y, None, 0.2, np.random.default_rng(1))[2] is None
+
+    split = load_split(fer_root, "val", ("happy", "sad"), PreprocessSpec(), per_class_limit=20, cache_dir=tmp_path)
+    table = {0: 1.0, 1: 2.0}
+    plain = FaceBatches(split, 16, 2, training=True, seed=3, augment=True, weights=table)
+    mixed = FaceBatches(split, 16, 2, training=True, seed=3, augment=True, weights=table, mixup=0.2)
+    a, b, again = plain.get(1, 2), mixed.get(1, 2), mixed.get(1, 2)
+    assert all(np.array_equal(u, v) for u, v in zip(b, again, strict=True))
+    assert not np.array_equal(a[0], b[0]) and not np.array_equal(a[1], b[1])
+    assert np.allclose(b[1].sum(1), 1.0) and ((b[2] >= 1.0) & (b[2] <= 2.0)).all()
+    assert (b[0] >= 0).all() and (b[0] <= 255).all()
+    val = FaceBatches(split, 16, 2, training=False, seed=3, augment=True, mixup=0.2).get(0, 0)
+    assert np.array_equal(val[0], split.x[:16].astype(np.float32))
+    assert "mixup" not in Recipe().to_dict() and Recipe(mixup=0.2).to_dict()["mixup"] == 0.2
+    with pytest.raises(UserError, match="mixup"):
+        Recipe(mixup=-0.5)
 
 
 def test_early_stopping_watches_the_schedule_from_the_recipes_fraction(tmp_path):

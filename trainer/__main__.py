@@ -99,6 +99,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         "the best epoch is kept either way)",
     )
     train.add_argument(
+        "--mixup",
+        type=float,
+        metavar="ALPHA",
+        help="blend each training face with another of its batch (targets alike), the blend weight drawn from "
+        "Beta(ALPHA, ALPHA) (default 0: off; 0.2 is usual)",
+    )
+    train.add_argument(
         "--backbone",
         default="fer-resnet",
         choices=("fer-resnet", "resnet50"),
@@ -338,7 +345,7 @@ def _spec_with(args, spec):
     spec = smoke(spec) if args.smoke else spec
     over = {
         k: getattr(args, k)
-        for k in ("epochs", "max_minutes", "width", "seed", "distill_weight", "camera_range", "stop_from")
+        for k in ("epochs", "max_minutes", "width", "seed", "distill_weight", "camera_range", "stop_from", "mixup")
         if getattr(args, k, None) is not None
     }
     return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec

@@ -39,6 +39,9 @@ class Recipe:
     random_erasing: float = 0.5  # probability of blanking one random rectangle (occlusion: hands, glasses, masks)
     camera_effects: float = 0.3  # probability of each of blur, sensor noise and JPEG re-compression per face
     camera_range: str = "mild"  # how far they go: trainer/augment.py CAMERA_RANGES ("wide" adds small faces)
+    # mixup: each training face blended with another of its batch, x = l a + (1 - l) b with l ~ Beta(mixup, mixup)
+    # per face, the labels and class weights blended alike and the teachers asked about the blend; 0 = off
+    mixup: float = 0.0
     # resnet fine-tunes: start the classifier from the pre-trained six-class head's rows for this spec's classes
     # (its softmax restricted to them), not from random weights, so fine-tuning starts where pre-training ended.
     head_from_pretrain: bool = False
@@ -54,15 +57,19 @@ class Recipe:
             raise UserError(f"camera_range {self.camera_range!r} is not one of {sorted(CAMERA_RANGES)}")
         if not 0.0 <= self.stop_from <= 1.0:
             raise UserError(f"stop_from {self.stop_from} is not a fraction of the schedule; fix: give 0 to 1")
+        if not self.mixup >= 0.0:
+            raise UserError(f"mixup {self.mixup} is not a Beta parameter; fix: give 0 (off) or more, e.g. 0.2")
 
     def to_dict(self) -> dict:
-        """As runs record it; camera_range only when not "mild" and stop_from only when not 0.5, so the recipes
-        recorded before them still match."""
+        """As runs record it; camera_range only when not "mild", stop_from only when not 0.5 and mixup only when on,
+        so the recipes recorded before them still match."""
         d = asdict(self)
         if self.camera_range == "mild":
             del d["camera_range"]
         if self.stop_from == 0.5:
             del d["stop_from"]
+        if self.mixup == 0.0:
+            del d["mixup"]
         return d
 
 

@@ -51,7 +51,9 @@ class FaceBatches:
     Training batches are reshuffled every epoch and augmented (trainer/augment.py) with a generator seeded by
     (seed, epoch, batch), so a batch does not depend on which thread makes it, or when. With `teachers` the
     targets of training batches are the labels mixed with the teachers' probabilities on the same augmented
-    faces (distillation).
+    faces (distillation). With `mixup` > 0 every training face is blended with another face of its batch (its own
+    generator, seeded by (seed, epoch, batch, 1)), and its targets and class weight with that face's, the teachers
+    asked about the blended face.
     """
 
     def __init__(
@@ -68,10 +70,11 @@ class FaceBatches:
         teachers: Teachers | None = None,
         one_channel: bool = True,
         camera_range: str = "mild",
+        mixup: float = 0.0,
     ):
         self.split, self.batch, self.n_classes, self.training, self.seed = split, batch, n_classes, training, seed
         self.augment, self.erase, self.effects, self.teachers = training and augment, erase, effects, teachers
-        self.camera_range = camera_range
+        self.camera_range, self.mixup = camera_range, mixup
         self.table = np.array([weights[i] for i in range(n_classes)], np.float32) if weights else None
         # grey faces (the preprocessing replicates one grey channel): augment one channel, replicate after;
         # one_channel=False keeps the three-channel path (for comparison: bench-batches --three-channel)
@@ -99,9 +102,26 @@ class FaceBatches:
         else:
             x = self.split.x[idx].astype(np.float32)
         target = np.eye(self.n_classes, dtype=np.float32)[y]
+        weight = None if self.table is None else self.table[y]
+        if self.mixup > 0.0 and self.training:
+            x, target, weight = mix(x, target, weight, self.mixup, np.random.default_rng((self.seed, epoch, i, 1)))
         if self.teachers is not None and self.training:
             target = self.teachers.targets(x, target)
-        return (x, target) if self.table is None else (x, target, self.table[y])
+        return (x, target) if weight is None else (x, target, weight)
+
+
+def mix(
+    x: np.ndarray, target: np.ndarray, weight: np.ndarray | None, alpha: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mixup: face j becomes l_j x_j + (1 - l_j) x_p(j) for a permutation p of the batch and l_j ~ Beta(alpha,
+    alpha); its target and class weight are blended with the same l_j."""
+    lam = rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
+    partner = rng.permutation(len(x))
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    mixed = lam.reshape(shape) * x + (1.0 - lam.reshape(shape)) * x[partner]
+    t = lam[:, None] * target + (1.0 - lam[:, None]) * target[partner]
+    w = None if weight is None else lam * weight + (1.0 - lam) * weight[partner]
+    return mixed.astype(np.float32), t.astype(np.float32), w
 
 
 def training_faces(
@@ -123,6 +143,7 @@ def training_faces(
         teachers=teachers,
         one_channel=one_channel,
         camera_range=r.camera_range,
+        mixup=r.mixup,
     )
 
 
