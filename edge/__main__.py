@@ -104,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--faces", type=int, default=1, choices=range(0, 7), metavar="N", help="faces in the synthetic clip (0-6)"
     )
     s.add_argument("--size", default="640x480", help="synthetic frame size WxH (default %(default)s)")
-    s.add_argument("--frames", type=int, default=300)
+    s.add_argument(
+        "--frames",
+        type=int,
+        default=300,
+        help="frames timed (pipeline), or faces timed per model and thread count with --all-models (default 300)",
+    )
     s.add_argument("--warmup", type=int, default=30)
     s.add_argument("--model", help="model name (default: the manifest's default)")
     s.add_argument("--variant", choices=("int8", "float32"), default="int8")

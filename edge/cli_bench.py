@@ -53,6 +53,8 @@ def _print_pipeline(r: dict, what: str) -> None:
 
 
 def main(args) -> int:
+    if args.frames < 1 or args.warmup < 0:
+        raise UserError(f"--frames {args.frames} --warmup {args.warmup}: fix: at least 1 frame and 0 warm-up frames")
     cfg = load_config(args.config)
     result: dict = {
         "schema_version": bench.BENCH_SCHEMA,
@@ -63,7 +65,7 @@ def main(args) -> int:
     }
     if args.all_models:
         threads = sorted({1, args.threads or os.cpu_count() or 1})
-        rows = bench.models_table(None, threads)
+        rows = bench.models_table(None, threads, args.frames)
         result["models"] = rows
         print(f"{'model':<20} {'variant':<8} {'threads':>7} {'median ms':>10} {'p95 ms':>8} {'size KB':>8}")
         for r in rows:

@@ -32,4 +32,8 @@ PY=${PYTHON:-python3}
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 export EMOTION_EDGE_ARTIFACTS=${EMOTION_EDGE_ARTIFACTS:-$PWD/.artifacts}  # screenshots land here
-exec .venv/bin/python -m pytest "$@"
+# Two pytest workers (pytest-xdist), a test file each at a time: the session fixtures a file shares (the smoke
+# suite's trained models) are built once, and the tests that wait (broker outages, camera faults, the systemd
+# boot) overlap with the ones that compute. EMOTION_EDGE_TEST_WORKERS=0 runs them in one process.
+WORKERS=${EMOTION_EDGE_TEST_WORKERS:-2}
+exec .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"

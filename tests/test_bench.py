@@ -39,7 +39,7 @@ def test_pipeline_bench_schema(edge_models, tmp_path):
 
 
 def test_models_table_schema(edge_models, tmp_path):
-    _, r = _bench(edge_models, tmp_path, "--all-models", "--threads", "2")
+    _, r = _bench(edge_models, tmp_path, "--all-models", "--threads", "2", "--frames", "20")
     rows = r["models"]
     assert {(row["variant"], row["threads"]) for row in rows} >= {("int8", 1), ("float32", 1), ("int8", 2)}
     for row in rows:
@@ -126,3 +126,14 @@ def test_cpu_name_is_this_machines_model_name():
     name = cpu_name()
     assert name.startswith(models[0] if models else "")
     assert name.endswith(", int8 dot product") == bool(flags & {"avx512_vnni", "avx_vnni", "asimddp"})
+
+
+def test_a_bench_of_no_frames_is_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "bench", "--all-models", "--frames", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--frames 0" in proc.stderr
