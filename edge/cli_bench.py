@@ -54,7 +54,7 @@ def _print_pipeline(r: dict, what: str) -> None:
 
 def main(args) -> int:
     if args.frames < 1 or args.warmup < 0:
-        raise UserError(f"--frames {args.frames} --warmup {args.warmup}: fix: at least 1 frame and 0 warm-up frames")
+        raise UserError(f"--frames {args.frames} --warmup {args.warmup}: fix: --frames 1 or more, --warmup 0 or more")
     cfg = load_config(args.config)
     result: dict = {
         "schema_version": bench.BENCH_SCHEMA,
