@@ -135,5 +135,6 @@ def test_a_bench_of_no_frames_is_one_line(tmp_path):
         capture_output=True,
         text=True,
         env=env,
+        timeout=120,
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--frames 0" in proc.stderr
