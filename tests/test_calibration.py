@@ -23,8 +23,10 @@ def _biased(n: int = 3000, k: int = 4, shift=(0.0, 0.0, 0.9, 0.0), seed: int = 0
 
 def test_search_undoes_a_known_bias():
     probs, y = _biased()
-    offsets, before, after = calibration.search(probs, y)
+    offsets, before, after, held_out = calibration.search(probs, y)
     assert after > before + 0.01
+    # faces the offsets were not fitted to gain too, but less than the faces they were fitted to claim
+    assert 0.002 < held_out < after - before
     assert offsets[0] == 0.0 and -1.0 <= offsets[2] <= -0.5  # the over-predicted class is pulled back
     assert abs(offsets[1]) <= 0.3 and abs(offsets[3]) <= 0.3
     fresh, y2 = _biased(seed=1)  # and it helps on faces it did not see
@@ -35,8 +37,8 @@ def test_search_undoes_a_known_bias():
 
 def test_search_leaves_a_calibrated_model_alone():
     probs, y = _biased(shift=(0.0, 0.0, 0.0, 0.0))
-    offsets, before, after = calibration.search(probs, y)
-    assert not offsets.any() and before == after
+    offsets, before, after, held_out = calibration.search(probs, y)
+    assert not offsets.any() and before == after and held_out == 0.0
 
 
 def test_apply_is_softmax_of_shifted_logs():

@@ -50,6 +50,11 @@ def test_suite_outputs(suite):
         assert entry.variant("float32")["input"]["dtype"] == "float32"
         report = json.loads((base / "models" / "reports" / f"{name}.json").read_text())
         assert report["metrics"] == m and len(report["history"]) >= 1
+        # the val score a candidate is judged by: the calibration's held-out gain, not its fitted "after"
+        sel = entry.data["calibration_selection"]
+        assert sel["split"] == "val" and abs(sel["judged"] - sel["before"] - sel["held_out_gain"]) <= 1.5e-4
+        if entry.data["calibration"] is None:
+            assert sel["held_out_gain"] == 0.0 and sel["judged"] == sel["before"] == sel["after"]
     resnet = manifest.entry("multiclass3-resnet").data
     assert resnet["labels"] == ["happy", "sad", "surprise"]
     assert any(layer["type"] == "Add" for layer in resnet["architecture"]["layers"])

@@ -83,13 +83,16 @@ def search(
     rounds: int = 3,
     min_gain: float = 0.002,
     repeats: int = 5,
-) -> tuple[np.ndarray, float, float]:
-    """Offsets that maximise accuracy + macro-F1 on (probs, y). Returns (offsets, score before, score after).
+) -> tuple[np.ndarray, float, float, float]:
+    """Offsets that maximise accuracy + macro-F1 on (probs, y). Returns (offsets, score before, score after,
+    held-out gain).
 
     Offsets fitted to a few thousand faces also fit their noise, so they are kept only if they pass
     repeated two-fold cross-validation: offsets fitted on a random half of the faces must raise the
     score of the other half by more than `min_gain` on average over `repeats` x 2 folds. Otherwise the
-    result is all zeros (no calibration).
+    result is all zeros (no calibration). "after" is measured on the faces the offsets were fitted to, so it
+    flatters them; the held-out gain (that cross-validation's mean, 0.0 when nothing was kept) is what the
+    offsets are worth on faces they did not see, and what candidates are compared by (trainer/evaluate.py).
     """
     grid = np.round(np.arange(-1.0, 1.0001, 0.1), 2) if grid is None else grid
     logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-9, 1.0))
@@ -104,7 +107,8 @@ def search(
             b, _ = _ascend(logp[fit], y[fit], grid, rounds)
             base = _score(y[check], logp[check].argmax(1), k)
             gains.append(_score(y[check], (logp[check] + b).argmax(1), k) - base)
-    if float(np.mean(gains)) <= min_gain:
-        return np.zeros(k), before, before
+    held_out = float(np.mean(gains))
+    if held_out <= min_gain:
+        return np.zeros(k), before, before, 0.0
     b, after = _ascend(logp, y, grid, rounds)
-    return b, before, after
+    return b, before, after, held_out
