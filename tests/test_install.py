@@ -12,18 +12,18 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPTS = [
-    ROOT / "deploy" / "install.sh",
-    ROOT / "deploy" / "uninstall.sh",
-    ROOT / "deploy" / "demo.sh",
-    ROOT / "deploy" / "bench.sh",
-    ROOT / "deploy" / "device-venv.sh",
-    ROOT / "tests" / "bench" / "fer-env.sh",
-    ROOT / "tests" / "run.sh",
-    ROOT / "trainer" / "gpu" / "run.sh",
-    ROOT / "tests" / "system" / "run.sh",
-    ROOT / ".ci" / "run",
-]
+
+def _shell_scripts() -> list[Path]:
+    """Every shell script of the tree (so a new one cannot escape shellcheck) and the CI entry point; hidden folders
+    (the virtual environments) and runs/ are not the tree."""
+    found = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (folder == str(ROOT) and d == "runs")]
+        found += [Path(folder) / f for f in files if f.endswith(".sh")]
+    return [*sorted(found), ROOT / ".ci" / "run"]
+
+
+SCRIPTS = _shell_scripts()
 UNITS = ["emotion-edge.service", "emotion-edge@.service"]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="useradd --root and chown need root")
 
@@ -31,6 +31,11 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="useradd --root and ch
 def test_shellcheck_clean():
     if not shutil.which("shellcheck"):
         pytest.skip("shellcheck not installed (tests/run.sh installs it)")
+    assert {
+        ROOT / "tests" / "run.sh",
+        ROOT / "deploy" / "install.sh",
+        ROOT / "tests" / "homeassistant" / "ha-env.sh",
+    } <= {*SCRIPTS}
     proc = subprocess.run(["shellcheck", *map(str, SCRIPTS)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
