@@ -27,6 +27,7 @@ PY=${PYTHON:-python3}
 # A real Home Assistant core for tests/test_homeassistant.py, in its own environment (it pins paho-mqtt 1.6.1):
 # built in the background while .venv installs, and waited for before pytest. A failed build fails the run.
 HA_LOG=$(mktemp)
+trap 'rm -f "$HA_LOG"' EXIT
 PYTHON="$PY" bash tests/homeassistant/ha-env.sh >"$HA_LOG" 2>&1 &
 HA_PID=$!
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
