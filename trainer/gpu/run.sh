@@ -39,11 +39,13 @@
 #   bash trainer/gpu/run.sh --unslim
 # The jobs files here are the calls made so far (call2: the gpu- teachers; call3, call4: the distilled students;
 # call5: two pre-trainings and a refit; call6: fine-tunes from the width-32 one; call7: one run cut by its time
-# limit; call8: 60-epoch fine-tunes, one of them the production model; call9: two more seeds at 45 epochs) and
-# next.jobs, the call planned next. Calls 2-4 ran as a script with this set-up and their lines inline,
-# which this runner replaced; every run's train.json (copied into the manifest's provenance.command) records
-# the command it ran, and tests/test_gpu_jobs.py checks each shipped model against its line.
-# Dry run on a CPU: PATH=.venv/bin:$PATH LOCAL=1 LOCALSITE=DIR(a jax install) EXTRA="--smoke --width 24" EPOCHS=1
+# limit; call8: 60-epoch fine-tunes, one of them the production model; call9: two more seeds at 45 epochs; call10:
+# four ensemble members, brought home as model.keras) and next.jobs, the call planned next. Calls 2-4 ran as a
+# script with this set-up and their lines inline, which this runner replaced; every run's train.json (copied into
+# the manifest's provenance.command) records the command it ran, and tests/test_gpu_jobs.py checks each shipped
+# model against its line.
+# Dry run on a CPU: PATH=.venv/bin:$PATH LOCAL=1 LOCALSITE=DIR(a jax install) EXTRA="--smoke" EPOCHS=1 (add
+# --width 24 to EXTRA only where no line names a width-32 backbone: those weights do not fit a narrower network)
 # (EPOCHS replaces every --epochs of the jobs file). A refit keeps the shipped schedule and takes no --width: dry-run a
 # refit line without EXTRA and with a small BUDGET, so that it stops after its first epoch.
 set -uo pipefail
