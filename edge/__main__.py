@@ -20,8 +20,8 @@ from edge.detect import STILL_IMAGE_PAD
 
 
 def fmt(v: object, spec: str) -> str:
-    """A number formatted, or "-" where the manifest has none."""
-    return format(v, spec) if isinstance(v, (int, float)) else "-"
+    """A number formatted, or "-" where the manifest has none (an ensemble's epochs), right-aligned alike."""
+    return format(v, spec) if isinstance(v, (int, float)) else format("-", ">" + spec.split(".")[0].rstrip("dfe"))
 
 
 def _models_table(root: Path | None) -> int:

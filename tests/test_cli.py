@@ -30,6 +30,7 @@ ELSEWHERE = {
     "emotion-trainer refit": "tests/test_trainer_smoke.py::test_refit_on_train_and_val_keeps_the_selection",
     "emotion-trainer ensemble": "tests/test_trainer_smoke.py::test_ensemble_of_one_run_twice_is_that_run",
     "emotion-trainer combine": "tests/test_trainer_smoke.py::test_combine_ships_the_members_mean_as_one_model",
+    "emotion-trainer record": "tests/test_trainer_smoke.py::test_record_puts_a_run_and_its_val_judgement_on_record",
     "emotion-trainer bench-batches": "tests/test_cli_trainer.py::test_bench_batches_times_the_training_input_pipeline",
 }
 HERE = {

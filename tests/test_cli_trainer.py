@@ -19,6 +19,8 @@ SUBCOMMANDS = [
     "report",
     "bench-batches",
     "ensemble",
+    "combine",
+    "record",
 ]
 
 

@@ -645,6 +645,44 @@ def test_refit_on_train_and_val_keeps_the_selection(suite, run, fer_root, tmp_pa
     assert not (tmp_path / "other").exists()
 
 
+def test_record_puts_a_run_and_its_val_judgement_on_record(suite, run, fer_root, tmp_path):
+    """`record SPEC` copies the run's train.json and history.csv and writes val.json from the entry `evaluate
+    --split val` wrote for that very run; a models folder without such a judgement, or one judging another run, is
+    refused in one line before anything is written, and a record is never rewritten."""
+    base, _ = suite
+    models = _copy_models(suite, tmp_path)
+    runs = base / "runs"
+    record = ["trainer", "record", "binary-scratch", "--runs", runs, "--models", models, "--to"]
+
+    proc = run(*record, tmp_path / "early")  # the suite judged it on test: not a val judgement
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "no val judgement" in proc.stderr and not (tmp_path / "early").exists()
+
+    common = [fer_root, "--smoke", "--runs", runs, "--models", models, "--cache", base / "cache"]
+    proc = run("trainer", "evaluate", "binary-scratch", *common, "--split", "val")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run(*record, tmp_path / "rec")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec, entry = tmp_path / "rec", Manifest(models).entry("binary-scratch").data
+    for name in ("train.json", "history.csv"):
+        assert (rec / name).read_bytes() == (runs / "binary-scratch" / name).read_bytes()
+    val = json.loads((rec / "val.json").read_text())
+    keys = ("version", "tta", "tta_selection", "calibration", "calibration_selection", "exposure_selection")
+    assert {k: val[k] for k in keys} == {k: entry[k] for k in keys} and val["latency_ms"] == entry["latency_ms"]
+    m = entry["metrics"]
+    assert val["spec"] == "binary-scratch" and val["metrics"]["split"] == "val" and val["metrics"]["n"] == m["n"]
+    assert val["metrics"]["int8"] == {"accuracy": m["int8"]["accuracy"], "macro_f1": m["int8"]["macro"]["f1"]}
+    assert val["metrics"]["float32"]["macro_f1"] == m["float32"]["macro"]["f1"]
+
+    again = run(*record, rec)
+    assert again.returncode == 2 and "on record already" in again.stderr and len(again.stderr.splitlines()) == 1
+    other = json.loads((models / "manifest.json").read_text())  # a judgement of another run of the same spec
+    other["models"]["binary-scratch"]["provenance"]["command"] += " --seed 99"
+    (models / "manifest.json").write_text(json.dumps(other))
+    proc = run(*record, tmp_path / "other")
+    assert proc.returncode == 2 and "is not the run in" in proc.stderr and not (tmp_path / "other").exists()
+
+
 def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root, tmp_path):
     """`ensemble` on the same run twice: the ensemble and the weight average must equal the run itself (to the
     printed digit); a run of more classes is restricted to the spec's (no soup then); a cut run is scored alone but

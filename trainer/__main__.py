@@ -308,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC (or more classes)")
 
     s = sub.add_parser(
+        "record",
+        parents=[spec, par["verbose"], par["store"]],
+        help="put a finished run on record: its train.json and history.csv, and val.json from its val judgement",
+        description="Copy RUNS/SPEC's train.json and history.csv to TO and, with --models, write TO/val.json from "
+        "the SPEC entry `emotion-trainer evaluate SPEC DATA --runs RUNS --models MODELS --split val` wrote there "
+        "(selections and their val scores, latency on the judging host, headline int8 / float metrics); the entry "
+        "must be this run's (same command). An existing record is never rewritten.",
+    )
+    s.add_argument("--to", type=Path, required=True, help="the record folder, e.g. trainer/cpu/records/NAME")
+
+    s = sub.add_parser(
         "suite",
         parents=[*data_cmd, par["train"]],
         help="pretrain once, then train, export and evaluate all six specs (skips finished ones)",
@@ -731,6 +742,14 @@ def cmd_combine(args) -> int:
     return 0
 
 
+def cmd_record(args) -> int:
+    from trainer.records import write_record
+
+    for path in write_record(args.spec, args.runs / args.spec, args.to, args.models):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_bench_batches(args) -> int:
     from edge.core.preprocess import PreprocessSpec
     from trainer.specs import get_spec
@@ -755,6 +774,7 @@ COMMANDS = {
     "bench-batches": cmd_bench_batches,
     "ensemble": cmd_ensemble,
     "combine": cmd_combine,
+    "record": cmd_record,
     "report": cmd_report,
     "compare-fer": cmd_compare_fer,
     "robustness": cmd_robustness,

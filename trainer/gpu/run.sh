@@ -20,7 +20,8 @@
 # trained on it), so it is evaluated on test only. A pre-training's tar unpacks like trainer/pretrained/ (its val
 # accuracy is in its train.json).
 # Every run goes on record, shipped or not: its train.json and history.csv to trainer/gpu/records/CALL/NAME/, with
-# fields of the judged model entry of /tmp/m-NAME/manifest.json as val.json (trainer/gpu/records/README.md).
+# fields of the judged model entry of /tmp/m-NAME/manifest.json as val.json (trainer/gpu/records/README.md), by
+# `emotion-trainer record SPEC --runs runs/gpu-NAME --models /tmp/m-NAME --to trainer/gpu/records/CALL/NAME`.
 #
 # Inputs beside the tree (git-ignored; the machine reaches no network):
 #   .fer/fer.tar.gz   the train and val folders of the classes the jobs read (the four of the specs; angry and fear
