@@ -42,7 +42,7 @@ def write_record(spec: str, run_dir: Path, dest: Path, models: Path | None = Non
     info = json.loads(info_path.read_text())
     if info.get("spec") != spec:
         raise UserError(f"{run_dir} is a run of {info.get('spec')}, not {spec}; fix: name the spec it trained")
-    if dest.exists() and any(dest.iterdir()):
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UserError(f"{dest} is on record already; fix: records are not rewritten, choose another name")
     val = None
     if models is not None:
