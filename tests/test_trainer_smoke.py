@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -333,6 +334,34 @@ def test_train_records_a_wide_camera_range_and_a_later_stop(suite, run, fer_root
     assert bad.returncode == 2 and "stop_from 1.5" in bad.stderr and "Traceback" not in bad.stderr
     bad = run("trainer", "train", *common, "--mixup", "-1")
     assert bad.returncode == 2 and "mixup -1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_train_with_sgd_records_it_and_resumes_only_with_it(suite, run, fer_root, tmp_path):
+    """`train --optimizer sgd` trains with Nesterov SGD at ten times the spec's learning rate and records both in the
+    run's recipe (the lr column follows the same warm-up and cosine schedule); a run cut by its time limit continues
+    only with the optimizer it started with (its checkpoint holds that optimizer's state): else one line, exit 2."""
+    from trainer.specs import SGD_LR_SCALE, Recipe, get_spec, smoke
+
+    base, _ = suite
+    common = ["binary-scratch", fer_root, "--smoke", "--runs", tmp_path / "runs", "--cache", base / "cache"]
+    cut = run("trainer", "train", *common, "--epochs", "2", "--optimizer", "sgd", "--max-minutes", "0")
+    assert cut.returncode == 0, cut.stderr[-2000:]
+    run_dir = tmp_path / "runs" / "binary-scratch"
+    assert json.loads((run_dir / "train.json").read_text())["complete"] is False
+    bad = run("trainer", "train", *common, "--epochs", "2")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "started with the sgd optimizer" in bad.stderr and "--optimizer sgd" in bad.stderr
+    done = run("trainer", "train", *common, "--epochs", "2", "--optimizer", "sgd")
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads((run_dir / "train.json").read_text())
+    lr = smoke(get_spec("binary-scratch")).recipe.learning_rate * SGD_LR_SCALE
+    assert info["complete"] is True and info["epochs_run"] == 2
+    assert info["recipe"]["optimizer"] == "sgd" and info["recipe"]["learning_rate"] == pytest.approx(lr)
+    rates = [float(row["lr"]) for row in csv.DictReader((run_dir / "history.csv").open())]
+    assert len(rates) == 2 and rates[0] == pytest.approx(lr) and lr * 0.02 <= rates[1] < 0.5 * lr
+    assert "optimizer" not in Recipe().to_dict()
+    with pytest.raises(UserError, match="optimizer"):
+        Recipe(optimizer="adam")
 
 
 def test_mixup_blends_faces_targets_and_weights_alike_and_only_in_training(fer_root, tmp_path):

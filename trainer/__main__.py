@@ -106,6 +106,12 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         "Beta(ALPHA, ALPHA) (default 0: off; 0.2 is usual)",
     )
     train.add_argument(
+        "--optimizer",
+        choices=("adamw", "sgd"),
+        help="'adamw' (default) or 'sgd': Nesterov momentum 0.9 at ten times the spec's learning rate, the same "
+        "warm-up and cosine schedule, no decoupled weight decay (the layers' L2 penalty stays)",
+    )
+    train.add_argument(
         "--backbone",
         default="fer-resnet",
         choices=("fer-resnet", "resnet50"),
@@ -351,7 +357,7 @@ def _data(args) -> DataOptions:
 
 
 def _spec_with(args, spec):
-    from trainer.specs import smoke
+    from trainer.specs import SGD_LR_SCALE, smoke
 
     spec = smoke(spec) if args.smoke else spec
     over = {
@@ -359,6 +365,8 @@ def _spec_with(args, spec):
         for k in ("epochs", "max_minutes", "width", "seed", "distill_weight", "camera_range", "stop_from", "mixup")
         if getattr(args, k, None) is not None
     }
+    if getattr(args, "optimizer", None) == "sgd":
+        over |= {"optimizer": "sgd", "learning_rate": spec.recipe.learning_rate * SGD_LR_SCALE}
     return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec
 
 

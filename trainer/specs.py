@@ -14,6 +14,8 @@ CLASS_SETS: dict[str, tuple[str, ...]] = {
 # The wider FER2013 classes the shared ResNet backbone is pre-trained on (disgust is too rare to help).
 PRETRAIN_CLASSES: tuple[str, ...] = ("angry", "fear", "happy", "neutral", "sad", "surprise")
 ARCHS = ("scratch", "resnet")
+OPTIMIZERS = ("adamw", "sgd")
+SGD_LR_SCALE = 10.0  # SGD's peak learning rate against AdamW's in the same spec (1e-3 -> 1e-2 for the resnets)
 PRODUCTION_MODEL = "multiclass4-resnet"
 
 
@@ -49,6 +51,9 @@ class Recipe:
     distill_weight: float = 0.7
     class_weighting: bool = True
     seed: int = 1234
+    # "adamw" (decoupled weight decay) or "sgd" (Nesterov momentum 0.9, no decoupled decay: the layers' L2 penalty
+    # stays); `--optimizer sgd` also sets learning_rate to SGD_LR_SCALE times the spec's (trainer/__main__.py)
+    optimizer: str = "adamw"
 
     def __post_init__(self) -> None:
         from .augment import CAMERA_RANGES
@@ -59,10 +64,12 @@ class Recipe:
             raise UserError(f"stop_from {self.stop_from} is not a fraction of the schedule; fix: give 0 to 1")
         if not self.mixup >= 0.0:
             raise UserError(f"mixup {self.mixup} is not a Beta parameter; fix: give 0 (off) or more, e.g. 0.2")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
 
     def to_dict(self) -> dict:
-        """As runs record it; camera_range only when not "mild", stop_from only when not 0.5 and mixup only when on,
-        so the recipes recorded before them still match."""
+        """As runs record it; camera_range only when not "mild", stop_from only when not 0.5, mixup only when on and
+        optimizer only when not "adamw", so the recipes recorded before them still match."""
         d = asdict(self)
         if self.camera_range == "mild":
             del d["camera_range"]
@@ -70,6 +77,8 @@ class Recipe:
             del d["stop_from"]
         if self.mixup == 0.0:
             del d["mixup"]
+        if self.optimizer == "adamw":
+            del d["optimizer"]
         return d
 
 

@@ -305,6 +305,13 @@ def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int) -> float:
     return float(lr * (0.02 + 0.98 * 0.5 * (1.0 + np.cos(np.pi * progress))))
 
 
+def optimizer(keras, r):
+    """The recipe's optimizer at its peak rate (the budget callback sets the rate of every step)."""
+    if r.optimizer == "sgd":
+        return keras.optimizers.SGD(r.learning_rate, momentum=0.9, nesterov=True)
+    return keras.optimizers.AdamW(r.learning_rate, weight_decay=r.weight_decay)
+
+
 def _budget_callback(
     keras,
     run_dir: Path,
@@ -475,6 +482,7 @@ def train(
     first = json.loads((run_dir / "train.json").read_text()) if resuming and (run_dir / "train.json").is_file() else {}
     if resuming:
         _check_same_teachers(first, distill, run_dir)
+        _check_same_optimizer(first, r.optimizer, run_dir)
         if training_part(first.get("refit")) != training_part(refit):
             raise UserError(
                 f"{run_dir} holds an interrupted run of another kind (refit or not, or of another selection); "
@@ -515,7 +523,7 @@ def train(
     steps = int(np.ceil(len(tr.y) / r.batch_size))
     # Linear warm-up (in the budget callback) shields pre-trained backbone weights from the new head's first gradients.
     model.compile(
-        optimizer=keras.optimizers.AdamW(r.learning_rate, weight_decay=r.weight_decay),
+        optimizer=optimizer(keras, r),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=r.label_smoothing),
         metrics=["accuracy"],
     )
@@ -672,6 +680,16 @@ def _check_same_teachers(first: dict, distill: Teachers | None, run_dir: Path) -
         started = ", ".join(t["path"] for t in first["teachers"]) if before else "no teacher"
         raise UserError(
             f"{run_dir} was started with {started}; fix: continue it with the same --teacher folders, "
+            f"or delete {run_dir / 'backup'} to start over"
+        )
+
+
+def _check_same_optimizer(first: dict, optimizer: str, run_dir: Path) -> None:
+    """A run continues with the optimizer it started with: the checkpoint holds that optimizer's state."""
+    before = (first.get("recipe") or {}).get("optimizer", "adamw")
+    if before != optimizer:
+        raise UserError(
+            f"{run_dir} was started with the {before} optimizer; fix: continue it with --optimizer {before}, "
             f"or delete {run_dir / 'backup'} to start over"
         )
 
