@@ -319,17 +319,22 @@ def test_a_wide_camera_range_goes_further_and_mild_draws_what_it_always_drew():
 
 
 def test_train_records_a_wide_camera_range_and_a_later_stop(suite, run, fer_root, tmp_path):
-    """`train --camera-range wide --stop-from 0.75` trains with them and records both in the run's recipe; a stop
-    outside the schedule is one line naming the fix."""
+    """`train --camera-range wide --stop-from 0.75 --mixup 0.2 --learning-rate 0.0005` trains with them and records
+    each in the run's recipe (the rate in the lr column too); a stop outside the schedule, a negative mixup and a
+    rate not above 0 are one line naming the fix."""
     base, _ = suite
     common = ["binary-scratch", fer_root, "--smoke", "--runs", tmp_path / "runs", "--cache", base / "cache"]
-    proc = run(
-        "trainer", "train", *common, "--epochs", "1", "--camera-range", "wide", "--stop-from", "0.75", "--mixup", "0.2"
-    )
+    more = ["--camera-range", "wide", "--stop-from", "0.75", "--mixup", "0.2", "--learning-rate", "0.0005"]
+    proc = run("trainer", "train", *common, "--epochs", "1", *more)
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads((tmp_path / "runs" / "binary-scratch" / "train.json").read_text())
     assert info["recipe"]["camera_range"] == "wide" and info["recipe"]["stop_from"] == 0.75
     assert info["recipe"]["mixup"] == 0.2 and info["complete"] is True
+    assert info["recipe"]["learning_rate"] == 0.0005 and "optimizer" not in info["recipe"]
+    rates = [float(r["lr"]) for r in csv.DictReader((tmp_path / "runs" / "binary-scratch" / "history.csv").open())]
+    assert rates == [pytest.approx(0.0005)]
+    bad = run("trainer", "train", *common, "--learning-rate", "0")
+    assert bad.returncode == 2 and "learning rate 0.0 is not above 0" in bad.stderr and "Traceback" not in bad.stderr
     bad = run("trainer", "train", *common, "--stop-from", "1.5")
     assert bad.returncode == 2 and "stop_from 1.5" in bad.stderr and "Traceback" not in bad.stderr
     bad = run("trainer", "train", *common, "--mixup", "-1")

@@ -106,6 +106,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
         "Beta(ALPHA, ALPHA) (default 0: off; 0.2 is usual)",
     )
     train.add_argument(
+        "--learning-rate",
+        type=float,
+        metavar="LR",
+        help="peak learning rate of the warm-up and cosine schedule (default: the spec's, ten times it with "
+        "--optimizer sgd)",
+    )
+    train.add_argument(
         "--optimizer",
         choices=("adamw", "sgd"),
         help="'adamw' (default) or 'sgd': Nesterov momentum 0.9 at ten times the spec's learning rate, the same "
@@ -367,6 +374,8 @@ def _spec_with(args, spec):
     }
     if getattr(args, "optimizer", None) == "sgd":
         over |= {"optimizer": "sgd", "learning_rate": spec.recipe.learning_rate * SGD_LR_SCALE}
+    if getattr(args, "learning_rate", None) is not None:
+        over["learning_rate"] = args.learning_rate
     return replace(spec, recipe=replace(spec.recipe, **over)) if over else spec
 
 

@@ -52,7 +52,8 @@ class Recipe:
     class_weighting: bool = True
     seed: int = 1234
     # "adamw" (decoupled weight decay) or "sgd" (Nesterov momentum 0.9, no decoupled decay: the layers' L2 penalty
-    # stays); `--optimizer sgd` also sets learning_rate to SGD_LR_SCALE times the spec's (trainer/__main__.py)
+    # stays); `--optimizer sgd` also sets learning_rate to SGD_LR_SCALE times the spec's unless --learning-rate is
+    # given (trainer/__main__.py: _spec_with)
     optimizer: str = "adamw"
 
     def __post_init__(self) -> None:
@@ -64,6 +65,8 @@ class Recipe:
             raise UserError(f"stop_from {self.stop_from} is not a fraction of the schedule; fix: give 0 to 1")
         if not self.mixup >= 0.0:
             raise UserError(f"mixup {self.mixup} is not a Beta parameter; fix: give 0 (off) or more, e.g. 0.2")
+        if not self.learning_rate > 0.0:
+            raise UserError(f"learning rate {self.learning_rate} is not above 0; fix: give a peak rate, e.g. 0.001")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
 
