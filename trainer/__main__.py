@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from edge.classify.tta import POLICIES as TTA_POLICIES
 from edge.core.errors import UserError
 from trainer.augment import CAMERA_RANGES
+from trainer.specs import OPTIMIZERS
 
 if TYPE_CHECKING:
     from trainer.dataset import DataOptions
@@ -114,7 +115,7 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     )
     train.add_argument(
         "--optimizer",
-        choices=("adamw", "sgd"),
+        choices=OPTIMIZERS,
         help="'adamw' (default) or 'sgd': Nesterov momentum 0.9 at ten times the spec's learning rate, the same "
         "warm-up and cosine schedule, no decoupled weight decay (the layers' L2 penalty stays)",
     )
