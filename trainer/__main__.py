@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[*data_cmd, par["train"]],
         help="pre-train the shared ResNet backbone on six FER2013 classes",
         description="Train the fer-resnet backbone on angry, fear, happy, neutral, sad, surprise; the "
-        "three resnet specs then fine-tune from it. Run once.",
+        "three resnet specs then fine-tune from it. Run once. With --backbone-weights of an earlier pre-training "
+        "(its head.npz beside it) it continues that network, backbone and six-class head, on a schedule of its own.",
     )
     sub.add_parser(
         "train",
@@ -436,7 +437,10 @@ def _train_one(args, spec, backbone_weights) -> dict:
 def cmd_pretrain(args) -> int:
     from trainer.specs import pretrain_spec
 
-    _print_trained(args, _train_one(args, _spec_with(args, pretrain_spec()), args.backbone_weights))
+    spec = _spec_with(args, pretrain_spec())
+    if args.backbone_weights is not None:  # continuing an earlier pre-training: its six-class head comes too
+        spec = replace(spec, recipe=replace(spec.recipe, head_from_pretrain=True))
+    _print_trained(args, _train_one(args, spec, args.backbone_weights))
     return 0
 
 
