@@ -344,7 +344,8 @@ def test_train_records_a_wide_camera_range_and_a_later_stop(suite, run, fer_root
 def test_train_with_sgd_records_it_and_resumes_only_with_it(suite, run, fer_root, tmp_path):
     """`train --optimizer sgd` trains with Nesterov SGD at ten times the spec's learning rate and records both in the
     run's recipe (the lr column follows the same warm-up and cosine schedule); a run cut by its time limit continues
-    only with the optimizer it started with (its checkpoint holds that optimizer's state): else one line, exit 2."""
+    only with the optimizer it started with (its checkpoint holds that optimizer's state): else one line, exit 2; so
+    with any other recipe change (seed, width, ...) but `--epochs`, which stretches the schedule and says so."""
     from trainer.specs import SGD_LR_SCALE, Recipe, get_spec, smoke
 
     base, _ = suite
@@ -356,14 +357,24 @@ def test_train_with_sgd_records_it_and_resumes_only_with_it(suite, run, fer_root
     bad = run("trainer", "train", *common, "--epochs", "2")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "started with the sgd optimizer" in bad.stderr and "--optimizer sgd" in bad.stderr
-    done = run("trainer", "train", *common, "--epochs", "2", "--optimizer", "sgd")
+    # any other recipe change is refused the same way, naming what differs and the run's own command
+    other = run("trainer", "train", *common, "--epochs", "2", "--optimizer", "sgd", "--seed", "99", "--width", "12")
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr[-2000:]
+    width = smoke(get_spec("binary-scratch")).recipe.width
+    assert f"was started with seed 1234, width {width}; fix: continue it with its own command" in other.stderr
+    assert "emotion-trainer train binary-scratch" in other.stderr.strip().splitlines()[-1]
+    # but not a longer schedule: it stretches from the next epoch on, and says so
+    longer = run("trainer", "train", *common, "--epochs", "3", "--optimizer", "sgd", "--max-minutes", "0")
+    assert longer.returncode == 0 and "continues with 3: the schedule changes" in longer.stderr, longer.stderr[-2000:]
+    assert json.loads((run_dir / "train.json").read_text())["epochs_run"] == 2
+    done = run("trainer", "train", *common, "--epochs", "3", "--optimizer", "sgd")
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((run_dir / "train.json").read_text())
     lr = smoke(get_spec("binary-scratch")).recipe.learning_rate * SGD_LR_SCALE
-    assert info["complete"] is True and info["epochs_run"] == 2
+    assert info["complete"] is True and info["epochs_run"] == 3
     assert info["recipe"]["optimizer"] == "sgd" and info["recipe"]["learning_rate"] == pytest.approx(lr)
     rates = [float(row["lr"]) for row in csv.DictReader((run_dir / "history.csv").open())]
-    assert len(rates) == 2 and rates[0] == pytest.approx(lr) and lr * 0.02 <= rates[1] < 0.5 * lr
+    assert len(rates) == 3 and rates[0] == pytest.approx(lr) and lr * 0.02 <= rates[2] < rates[1] < lr
     assert "optimizer" not in Recipe().to_dict()
     with pytest.raises(UserError, match="optimizer"):
         Recipe(optimizer="adam")
@@ -758,6 +769,41 @@ def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root, tmp_path):
     proc = run("trainer", "ensemble", "multiclass3-resnet", *common, three, one)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "not ['happy', 'sad', 'surprise'] or more" in proc.stderr
+
+
+def test_a_pretraining_folder_scores_as_its_run_and_continues(suite, run, fer_root, tmp_path):
+    """A committed pre-training folder (backbone, head.npz, train.json; no model.keras) is the network its run
+    saved: `ensemble` restricted to a spec's classes scores it as that run, to the printed digit, and leaves it out
+    of the ensembles. `pretrain --backbone-weights` of it continues that network, its six-class head included; a
+    folder without the head continues the backbone alone, and says so."""
+    base, _ = suite
+    pre = base / "runs" / "backbone-pretrain"
+    folder = tmp_path / "pretrained" / "w8"
+    folder.mkdir(parents=True)
+    for name in ("backbone.weights.h5", "head.npz", "train.json"):
+        shutil.copy(pre / name, folder / name)
+    common = [fer_root, "--smoke", "--cache", base / "cache"]
+    proc = run("trainer", "ensemble", "multiclass3-resnet", *common, pre, folder)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.rsplit(None, 4)[0].strip(): line.split()[-4:] for line in proc.stdout.splitlines()[1:]}
+    assert set(rows) == {f"#1 {pre}", f"#2 {folder} (a pre-training folder: not in the ensembles)"}
+    assert rows[f"#1 {pre}"] == rows[f"#2 {folder} (a pre-training folder: not in the ensembles)"]
+    proc = run("trainer", "combine", "multiclass3-resnet", pre, folder, "--runs", tmp_path / "c")
+    assert proc.returncode == 2 and "has no model.keras and train.json" in proc.stderr, proc.stderr[-2000:]
+
+    weights = folder / "backbone.weights.h5"
+    proc = run("trainer", "pretrain", *common, "--backbone-weights", weights, "--runs", tmp_path / "more")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((tmp_path / "more" / "backbone-pretrain" / "train.json").read_text())
+    assert info["head_from_pretrain"] is True and info["recipe"]["head_from_pretrain"] is True
+    assert info["backbone_weights"] == str(weights) and "head initialised from the pre-trained" in proc.stderr
+    (folder / "head.npz").unlink()
+    proc = run("trainer", "pretrain", *common, "--backbone-weights", weights, "--runs", tmp_path / "bare")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        json.loads((tmp_path / "bare" / "backbone-pretrain" / "train.json").read_text())["head_from_pretrain"] is False
+    )
+    assert "no pre-trained head" in proc.stderr
 
 
 def test_a_refit_cut_by_its_time_limit_resumes_only_as_the_same_refit(suite, run, fer_root, tmp_path):

@@ -300,14 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
         "macro-F1 (the score candidates are judged by; float Keras, without and with mirror averaging), the mean "
         "of the probabilities of the k runs best by that score for k = 2 .. all (an ensemble: what `combine` makes, "
         "and what distilling from them can at best pass on) and the mean of their weights (a soup, when their "
-        "architectures and classes match). Runs of more classes are restricted to SPEC's. Val only.",
+        "architectures and classes match). Runs of more classes are restricted to SPEC's; a committed pre-training "
+        "folder (backbone + head.npz) is scored as its six-class network restricted so, and not ensembled. Val only.",
     )
     s.add_argument(
         "run_dirs",
         nargs="+",
         type=Path,
         metavar="RUN_DIR",
-        help="finished runs of SPEC (or more classes, restricted to its)",
+        help="finished runs of SPEC (or more classes, restricted to its), or committed pre-training folders",
     )
 
     s = sub.add_parser(

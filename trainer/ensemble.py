@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,29 @@ from edge.core.preprocess import PreprocessSpec
 
 from .dataset import DataOptions
 from .specs import get_spec
-from .train import write_json
+from .train import BACKBONE_FILE, HEAD_FILE, write_json
 
 
-def _runs(dirs: list[Path], labels: tuple[str, ...], more_ok: bool = False) -> list[dict]:
-    """The runs' train.json, each run predicting `labels` (or, with more_ok, at least them)."""
+def _pretraining_folder(d: Path) -> bool:
+    """A committed pre-training (trainer/pretrained/...): backbone weights, six-class head and train.json, no
+    model.keras."""
+    return not (d / "model.keras").is_file() and all(
+        (d / f).is_file() for f in (BACKBONE_FILE, HEAD_FILE, "train.json")
+    )
+
+
+def _runs(dirs: list[Path], labels: tuple[str, ...], more_ok: bool = False, pretraining_ok: bool = False) -> list[dict]:
+    """The runs' train.json, each run predicting `labels` (or, with more_ok, at least them); with pretraining_ok a
+    committed pre-training folder counts as a run too."""
     infos = []
     for d in dirs:
-        if not (d / "model.keras").is_file() or not (d / "train.json").is_file():
-            raise UserError(f"{d} has no model.keras and train.json; fix: pass finished run folders (RUNS/<spec>)")
+        if not (pretraining_ok and _pretraining_folder(d)) and not (
+            (d / "model.keras").is_file() and (d / "train.json").is_file()
+        ):
+            also = " or committed pre-training folders (backbone + head.npz + train.json)" if pretraining_ok else ""
+            raise UserError(
+                f"{d} has no model.keras and train.json; fix: pass finished run folders (RUNS/<spec>){also}"
+            )
         info = json.loads((d / "train.json").read_text())
         if tuple(info["labels"]) != labels and not (more_ok and set(labels) <= set(info["labels"])):
             raise UserError(
@@ -73,12 +88,15 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
     more classes is restricted to `labels` as `combine` restricts it."""
     import keras
 
-    infos = _runs(dirs, labels, more_ok=True)
+    infos = _runs(dirs, labels, more_ok=True, pretraining_ok=True)
     val = data.load("val", labels, PreprocessSpec.from_dict(infos[0]["preprocess"]))
     mirrored = val.x[:, :, ::-1]
     models = []
     for d, info in zip(dirs, infos, strict=True):
-        model = keras.models.load_model(str(d / "model.keras"), compile=False)
+        if _pretraining_folder(d):
+            model = pretrained_network(d, info)
+        else:
+            model = keras.models.load_model(str(d / "model.keras"), compile=False)
         same = tuple(info["labels"]) == labels
         models.append(model if same else restricted(model, info["labels"], labels, d.parent.name))
 
@@ -88,12 +106,15 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
 
     rows: list[Row] = []
     probs: list[tuple[np.ndarray, np.ndarray]] = []
-    for i, (d, model, info) in enumerate(zip(dirs, models, infos, strict=True)):
+    whys = [
+        "a pre-training folder" if _pretraining_folder(d) else _not_combinable(info)
+        for d, info in zip(dirs, infos, strict=True)
+    ]
+    for i, (d, model, why) in enumerate(zip(dirs, models, whys, strict=True)):
         p, m = both(model)
         probs.append((p, m))
-        why = _not_combinable(info)
         rows.append(_row(f"#{i + 1} {d}" + (f" ({why}: not in the ensembles)" if why else ""), p, m, val.y, labels))
-    ok = [i for i, info in enumerate(infos) if _not_combinable(info) is None]
+    ok = [i for i, why in enumerate(whys) if why is None]
     best = sorted(ok, key=lambda i: -rows[i][3])
     for k in range(2, len(ok) + 1):
         chosen = best[:k]
@@ -107,6 +128,22 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
         p, m = both(models[0])
         rows.append(_row(f"weight average (soup, {len(dirs)} runs)", p, m, val.y, labels))
     return rows
+
+
+def pretrained_network(d: Path, info: dict):
+    """The network a committed pre-training folder describes: the fer-resnet backbone at its recorded width with
+    its weights, and its softmax head (what a fine-tune from it starts from before restriction)."""
+    from edge.core.preprocess import PreprocessSpec
+
+    from .specs import pretrain_spec
+    from .train import build_model, init_head_from_pretrain
+
+    spec = pretrain_spec()
+    spec = replace(spec, labels=tuple(info["labels"]), recipe=replace(spec.recipe, width=info["recipe"]["width"]))
+    model = build_model(spec, "fer-resnet", d / BACKBONE_FILE, PreprocessSpec.from_dict(info["preprocess"]).input_shape)
+    if not init_head_from_pretrain(model, d, spec.labels):
+        raise UserError(f"{d / HEAD_FILE} does not hold a head for {list(spec.labels)}; fix: pass a whole folder")
+    return model
 
 
 def _common(values: list) -> object:

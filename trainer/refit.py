@@ -19,7 +19,7 @@ from edge.core.errors import UserError
 from edge.core.manifest import ModelEntry, sha256_file
 
 from .dataset import Split
-from .specs import ModelSpec
+from .specs import ModelSpec, recipe_differences
 
 
 def selection_argv(command: str) -> list[str]:
@@ -49,11 +49,7 @@ def best_epoch(history: list[dict]) -> int:
 def check_recipe(spec: ModelSpec, training: dict, name: str) -> None:
     """The recipe rebuilt from the recorded command must be the recipe recorded (`training`: the manifest entry's,
     or an ensemble member's record; time limits aside)."""
-    recorded = dict(training["recipe"])
-    rebuilt = spec.recipe.to_dict()
-    for d in (recorded, rebuilt):
-        d.pop("max_minutes", None)
-    differ = sorted(k for k in set(recorded) | set(rebuilt) if recorded.get(k) != rebuilt.get(k))
+    differ = recipe_differences(training["recipe"], spec.recipe)
     if differ:
         raise UserError(
             f"{name}'s recorded command no longer gives its recorded recipe ({', '.join(differ)} differ); "

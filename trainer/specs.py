@@ -85,6 +85,13 @@ class Recipe:
         return d
 
 
+def recipe_differences(recorded: dict, recipe: Recipe, ignore: tuple[str, ...] = ("max_minutes",)) -> list[str]:
+    """The recipe fields in which `recipe` differs from a recorded one (train.json's, a manifest's), `ignore`d
+    fields aside (by default the time limit, which is per invocation)."""
+    rebuilt = recipe.to_dict()
+    return sorted(k for k in set(recorded) | set(rebuilt) if k not in ignore and recorded.get(k) != rebuilt.get(k))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str

@@ -21,7 +21,7 @@ from edge.core.preprocess import PreprocessSpec
 from .augment import augment_batch
 from .dataset import DataOptions, Split
 from .refit import joined, training_part
-from .specs import ModelSpec
+from .specs import ModelSpec, Recipe, recipe_differences
 
 log = logging.getLogger(__name__)
 
@@ -483,6 +483,7 @@ def train(
     if resuming:
         _check_same_teachers(first, distill, run_dir)
         _check_same_optimizer(first, r.optimizer, run_dir)
+        _check_same_recipe(first, r, run_dir)
         if training_part(first.get("refit")) != training_part(refit):
             raise UserError(
                 f"{run_dir} holds an interrupted run of another kind (refit or not, or of another selection); "
@@ -691,6 +692,28 @@ def _check_same_optimizer(first: dict, optimizer: str, run_dir: Path) -> None:
         raise UserError(
             f"{run_dir} was started with the {before} optimizer; fix: continue it with --optimizer {before}, "
             f"or delete {run_dir / 'backup'} to start over"
+        )
+
+
+def _check_same_recipe(first: dict, recipe: Recipe, run_dir: Path) -> None:
+    """A run continues with the recipe it started with (time limit aside): its checkpoint holds a network of that
+    width, and its curve so far came from that schedule, seed and augmentation. `--epochs` may change, which
+    stretches or shortens the schedule from the next epoch on (logged)."""
+    if "recipe" not in first:  # no start record (a run begun before records were written at its start)
+        return
+    differ = recipe_differences(first["recipe"], recipe, ignore=("max_minutes", "epochs"))
+    if differ:
+        was = ", ".join(f"{k} {first['recipe'].get(k, 'unset')}" for k in differ)
+        raise UserError(
+            f"{run_dir} was started with {was}; fix: continue it with its own command (train.json: "
+            f"{first.get('command', '?')}), or delete {run_dir / 'backup'} to start over"
+        )
+    if first["recipe"].get("epochs") != recipe.epochs:
+        log.warning(
+            "%s was started with %s epochs and continues with %d: the schedule changes from the next epoch on",
+            run_dir,
+            first["recipe"].get("epochs"),
+            recipe.epochs,
         )
 
 
