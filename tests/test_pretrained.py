@@ -39,6 +39,8 @@ def test_records_agree_with_the_recipe(folder):
         assert info["complete"] is True
         command = info["command"]
         assert f"--width {width}" in command or (width == RESNET_RECIPE.width and "--width" not in command)
+    if info.get("backbone_weights"):  # a continued pre-training: what it started from is committed too
+        assert (PRETRAINED.parents[1] / info["backbone_weights"]).is_file() and info["head_from_pretrain"] is True
     with (folder / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == info["epochs_run"] > 0
