@@ -703,7 +703,8 @@ def _check_same_recipe(first: dict, recipe: Recipe, run_dir: Path) -> None:
         return
     differ = recipe_differences(first["recipe"], recipe, ignore=("max_minutes", "epochs"))
     if differ:
-        was = ", ".join(f"{k} {first['recipe'].get(k, 'unset')}" for k in differ)
+        # a field a recipe does not record (camera_range, stop_from, mixup, optimizer) is at its default
+        was = ", ".join(f"{k} {first['recipe'].get(k, getattr(Recipe(), k, None))}" for k in differ)
         raise UserError(
             f"{run_dir} was started with {was}; fix: continue it with its own command (train.json: "
             f"{first.get('command', '?')}), or delete {run_dir / 'backup'} to start over"
