@@ -356,7 +356,7 @@ def test_train_with_sgd_records_it_and_resumes_only_with_it(suite, run, fer_root
     assert json.loads((run_dir / "train.json").read_text())["complete"] is False
     bad = run("trainer", "train", *common, "--epochs", "2")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "started with the sgd optimizer" in bad.stderr and "--optimizer sgd" in bad.stderr
+    assert "optimizer sgd; fix: continue it with its own command" in bad.stderr and "--optimizer sgd" in bad.stderr
     # any other recipe change is refused the same way, naming what differs and the run's own command
     other = run("trainer", "train", *common, "--epochs", "2", "--optimizer", "sgd", "--seed", "99", "--width", "12")
     assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr[-2000:]

@@ -91,9 +91,10 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
     infos = _runs(dirs, labels, more_ok=True, pretraining_ok=True)
     val = data.load("val", labels, PreprocessSpec.from_dict(infos[0]["preprocess"]))
     mirrored = val.x[:, :, ::-1]
+    folders = [_pretraining_folder(d) for d in dirs]
     models = []
-    for d, info in zip(dirs, infos, strict=True):
-        if _pretraining_folder(d):
+    for d, info, folder in zip(dirs, infos, folders, strict=True):
+        if folder:
             model = pretrained_network(d, info)
         else:
             model = keras.models.load_model(str(d / "model.keras"), compile=False)
@@ -107,8 +108,8 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
     rows: list[Row] = []
     probs: list[tuple[np.ndarray, np.ndarray]] = []
     whys = [
-        "a pre-training folder" if _pretraining_folder(d) else _not_combinable(info)
-        for d, info in zip(dirs, infos, strict=True)
+        "a pre-training folder" if folder else _not_combinable(info)
+        for folder, info in zip(folders, infos, strict=True)
     ]
     for i, (d, model, why) in enumerate(zip(dirs, models, whys, strict=True)):
         p, m = both(model)

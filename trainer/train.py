@@ -482,7 +482,6 @@ def train(
     first = json.loads((run_dir / "train.json").read_text()) if resuming and (run_dir / "train.json").is_file() else {}
     if resuming:
         _check_same_teachers(first, distill, run_dir)
-        _check_same_optimizer(first, r.optimizer, run_dir)
         _check_same_recipe(first, r, run_dir)
         if training_part(first.get("refit")) != training_part(refit):
             raise UserError(
@@ -685,20 +684,10 @@ def _check_same_teachers(first: dict, distill: Teachers | None, run_dir: Path) -
         )
 
 
-def _check_same_optimizer(first: dict, optimizer: str, run_dir: Path) -> None:
-    """A run continues with the optimizer it started with: the checkpoint holds that optimizer's state."""
-    before = (first.get("recipe") or {}).get("optimizer", "adamw")
-    if before != optimizer:
-        raise UserError(
-            f"{run_dir} was started with the {before} optimizer; fix: continue it with --optimizer {before}, "
-            f"or delete {run_dir / 'backup'} to start over"
-        )
-
-
 def _check_same_recipe(first: dict, recipe: Recipe, run_dir: Path) -> None:
     """A run continues with the recipe it started with (time limit aside): its checkpoint holds a network of that
-    width, and its curve so far came from that schedule, seed and augmentation. `--epochs` may change, which
-    stretches or shortens the schedule from the next epoch on (logged)."""
+    width and that optimizer's state, and its curve so far came from that schedule, seed and augmentation.
+    `--epochs` may change, which stretches or shortens the schedule from the next epoch on (logged)."""
     if "recipe" not in first:  # no start record (a run begun before records were written at its start)
         return
     differ = recipe_differences(first["recipe"], recipe, ignore=("max_minutes", "epochs"))
