@@ -117,18 +117,23 @@ def test_trainer_steps_one_by_one(run, fer_root, tmp_path):
     assert proc.returncode == 0 and "run the same command to continue" in proc.stdout, proc.stderr[-2000:]
     assert (pre / "backup").is_dir() and (pre / "backbone.weights.h5").is_file()
     # ...and the same command continues it; a better earlier epoch (here: claimed in history.csv) stays the best
+    # (written here as a run started before history.csv had its `seconds` column: resuming keeps that header)
     rows = (pre / "history.csv").read_text().splitlines()
     header = rows[0].split(",")
     first = rows[1].split(",")
+    assert float(first[header.index("seconds")]) > 0
     first[header.index("val_accuracy")] = "0.99"
-    (pre / "history.csv").write_text("\n".join([rows[0], ",".join(first), *rows[2:]]) + "\n")
+    del first[header.index("seconds")], header[header.index("seconds")]
+    (pre / "history.csv").write_text("\n".join([",".join(header), ",".join(first), *rows[2:]]) + "\n")
     best_before = (pre / "best.keras").stat().st_mtime_ns
     proc = run("trainer", "pretrain", fer_root, *common, *chunk, timeout=600)
     assert proc.returncode == 0 and "backbone pre-trained" in proc.stdout, proc.stderr[-2000:]
     assert "continue" not in proc.stdout and not (pre / "backup").exists()
     info = json.loads((pre / "train.json").read_text())
     assert info["complete"] and info["epochs_run"] == 2 and info["epochs_this_run"] == 1
-    assert len((pre / "history.csv").read_text().splitlines()) == 3
+    rows = [row.split(",") for row in (pre / "history.csv").read_text().splitlines()]
+    assert len(rows) == 3 and rows[0] == header and all(len(row) == len(header) for row in rows)
+    assert 0 < float(rows[2][header.index("val_accuracy")]) < 0.99
     assert (pre / "best.keras").stat().st_mtime_ns == best_before
     assert (pre / "head.npz").is_file()
     proc = run("trainer", "train", "binary-resnet", fer_root, *common, "--epochs", "1", timeout=600)

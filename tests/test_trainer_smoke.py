@@ -373,8 +373,10 @@ def test_train_with_sgd_records_it_and_resumes_only_with_it(suite, run, fer_root
     lr = smoke(get_spec("binary-scratch")).recipe.learning_rate * SGD_LR_SCALE
     assert info["complete"] is True and info["epochs_run"] == 3
     assert info["recipe"]["optimizer"] == "sgd" and info["recipe"]["learning_rate"] == pytest.approx(lr)
-    rates = [float(row["lr"]) for row in csv.DictReader((run_dir / "history.csv").open())]
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    rates = [float(row["lr"]) for row in rows]
     assert len(rates) == 3 and rates[0] == pytest.approx(lr) and lr * 0.02 <= rates[2] < rates[1] < lr
+    assert all(float(row["seconds"]) > 0 for row in rows)  # each epoch's wall-clock seconds, over three sittings
     assert "optimizer" not in Recipe().to_dict()
     with pytest.raises(UserError, match="optimizer"):
         Recipe(optimizer="adam")

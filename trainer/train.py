@@ -337,9 +337,11 @@ def _budget_callback(
         def on_train_begin(self, logs=None):
             self.prior = prior_seconds(run_dir)
             self.t0 = time.monotonic()
+            self.timed = history_takes_seconds(run_dir)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
+            self.epoch_t0 = time.monotonic()
 
         def on_train_batch_begin(self, batch, logs=None):
             value = lr_at(self.epoch * steps + batch, lr, warmup_epochs * steps, epochs * steps)
@@ -350,6 +352,8 @@ def _budget_callback(
             write_json(state, {"seconds": round(self.prior + elapsed, 1)})
             if logs is not None:
                 logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
+                if self.timed:  # the epoch's wall-clock seconds, its val pass included (CSVLogger writes it)
+                    logs["seconds"] = round(time.monotonic() - self.epoch_t0, 1)
             if elapsed / 60.0 > max_minutes and epoch + 1 < (last_epoch or epochs):
                 log.warning(
                     "time limit of %.0f min reached after epoch %d of %d; stopping with a checkpoint "
@@ -362,6 +366,17 @@ def _budget_callback(
                 self.model.stop_training = True
 
     return Budget()
+
+
+def history_takes_seconds(run_dir: Path) -> bool:
+    """Whether history.csv gets a `seconds` column: a new run's does; a run resumed from a history written before
+    the column existed keeps its own header (CSVLogger appends rows under it, so one more key would shift them)."""
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return True
+    with path.open() as f:
+        header = f.readline().strip()
+    return not header or "seconds" in header.split(",")
 
 
 def prior_seconds(run_dir: Path) -> float:
