@@ -5,6 +5,7 @@ made."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -30,16 +31,17 @@ def test_each_record_has_its_curve_and_minutes(record):
     if info["command"].startswith("emotion-trainer combine "):  # an ensemble: no curve of its own, its members'
         assert not (record / "history.csv").exists()
         return
-    rows = (record / "history.csv").read_text().strip().splitlines()[1:]
+    with (record / "history.csv").open() as f:  # by name: later runs have a `seconds` column too
+        rows = list(csv.DictReader(f))
     if info["command"].startswith("emotion-trainer refit "):  # val was training data: no val curve, no val.json
         assert info["complete"] and len(rows) == info["epochs_run"] == info["refit"]["epochs"]
         assert info["minutes_total"] > 0 and info["device"].startswith("CPU") and info["best_val_accuracy"] is None
-        assert all(r.split(",")[4] == "NA" for r in rows) and not (record / "val.json").exists()
+        assert all(r["val_accuracy"] == "NA" for r in rows) and not (record / "val.json").exists()
         return
     assert rows and info["command"].startswith("emotion-trainer train ")
     if info["complete"]:  # a finished run: a curve row per epoch, its minutes and where it ran
         assert len(rows) == info["epochs_run"] and info["minutes_total"] > 0 and info["device"].startswith("CPU")
-        assert max(float(r.split(",")[4]) for r in rows) == pytest.approx(info["best_val_accuracy"], abs=1e-4)
+        assert max(float(r["val_accuracy"]) for r in rows) == pytest.approx(info["best_val_accuracy"], abs=1e-4)
     else:  # stopped before it finished: only its start record (its command and teachers) and the epochs it ran
         assert "epochs_run" not in info and (record / "why-stopped.txt").is_file()
     if (record / "val.json").is_file():
