@@ -775,9 +775,15 @@ def test_ensemble_of_one_run_twice_is_that_run(suite, run, fer_root, tmp_path):
 
 def test_a_pretraining_folder_scores_as_its_run_and_continues(suite, run, fer_root, tmp_path):
     """A committed pre-training folder (backbone, head.npz, train.json; no model.keras) is the network its run
-    saved: `ensemble` restricted to a spec's classes scores it as that run, to the printed digit, and leaves it out
-    of the ensembles. `pretrain --backbone-weights` of it continues that network, its six-class head included; a
+    saved: `ensemble` restricted to a spec's classes scores it as that run, to the printed digit, marked as a
+    folder, and ensembles it like a run; `combine` takes it as a member, restricted, recording the sha256 of the
+    two files it read. `pretrain --backbone-weights` of it continues that network, its six-class head included; a
     folder without the head continues the backbone alone, and says so."""
+    import keras
+
+    from trainer.dataset import DataOptions
+    from trainer.ensemble import restricted
+
     base, _ = suite
     pre = base / "runs" / "backbone-pretrain"
     folder = tmp_path / "pretrained" / "w8"
@@ -788,9 +794,32 @@ def test_a_pretraining_folder_scores_as_its_run_and_continues(suite, run, fer_ro
     proc = run("trainer", "ensemble", "multiclass3-resnet", *common, pre, folder)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {line.rsplit(None, 4)[0].strip(): line.split()[-4:] for line in proc.stdout.splitlines()[1:]}
-    assert set(rows) == {f"#1 {pre}", f"#2 {folder} (a pre-training folder: not in the ensembles)"}
-    assert rows[f"#1 {pre}"] == rows[f"#2 {folder} (a pre-training folder: not in the ensembles)"]
+    marked = f"#2 {folder} (a pre-training folder)"
+    assert set(rows) == {f"#1 {pre}", marked, "ensemble (mean probability, 2 runs)"}
+    assert rows[f"#1 {pre}"] == rows[marked] == rows["ensemble (mean probability, 2 runs)"]
     proc = run("trainer", "combine", "multiclass3-resnet", pre, folder, "--runs", tmp_path / "c")
+    assert proc.returncode == 0 and "ensemble of 2 runs" in proc.stdout, proc.stderr[-2000:]
+    info = json.loads((tmp_path / "c" / "multiclass3-resnet" / "train.json").read_text())
+    assert [m["run"] for m in info["ensemble"]] == [str(pre), str(folder)]
+    assert info["ensemble"][0]["model_sha256"] == sha256_file(pre / "model.keras")
+    assert info["ensemble"][1]["pretraining_sha256"] == {
+        name: sha256_file(folder / name) for name in ("backbone.weights.h5", "head.npz")
+    }
+    assert info["ensemble"][1]["command"] == json.loads((folder / "train.json").read_text())["command"]
+    labels = ("happy", "sad", "surprise")
+    x = (
+        DataOptions(root=fer_root, per_class_limit=SMOKE_PER_CLASS, cache_dir=base / "cache")
+        .load("val", labels, PreprocessSpec())
+        .x[:16]
+    )
+    six = keras.models.load_model(str(pre / "model.keras"), compile=False)
+    want = restricted(six, json.loads((pre / "train.json").read_text())["labels"], labels, "pre").predict(x, verbose=0)
+    model = keras.models.load_model(str(tmp_path / "c" / "multiclass3-resnet" / "model.keras"), compile=False)
+    assert np.allclose(model.predict(x, verbose=0), want, atol=1e-5)
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "head.npz").unlink()
+    proc = run("trainer", "combine", "multiclass3-resnet", pre, broken, "--runs", tmp_path / "c2")
     assert proc.returncode == 2 and "has no model.keras and train.json" in proc.stderr, proc.stderr[-2000:]
 
     weights = folder / "backbone.weights.h5"

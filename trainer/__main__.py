@@ -300,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
         "macro-F1 (the score candidates are judged by; float Keras, without and with mirror averaging), the mean "
         "of the probabilities of the k runs best by that score for k = 2 .. all (an ensemble: what `combine` makes, "
         "and what distilling from them can at best pass on) and the mean of their weights (a soup, when their "
-        "architectures and classes match). Runs of more classes are restricted to SPEC's; a committed pre-training "
-        "folder (backbone + head.npz) is scored as its six-class network restricted so, and not ensembled. Val only.",
+        "architectures and classes match). Runs of more classes are restricted to SPEC's, and so is a committed "
+        "pre-training folder's six-class network (backbone + head.npz), marked as one. Val only.",
     )
     s.add_argument(
         "run_dirs",
@@ -316,12 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[spec, par["verbose"], par["store"]],
         help="make one model of finished runs of SPEC: the mean of their probabilities (export it as any run)",
         description="Write RUNS/SPEC/model.keras, the mean probability of the RUN_DIRs (finished runs of SPEC on "
-        "train, same preprocessing; a run of more classes takes part with its softmax restricted to SPEC's), and "
+        "train, same preprocessing; a run of more classes, or a committed pre-training folder, takes part with its "
+        "softmax restricted to SPEC's), and "
         "a train.json recording each member's classes, command, recipe, teachers and sha256. `export` and "
         "`evaluate` with the same --runs then make and judge it like any run; its int8 export is one TFLite file, "
         "its cost per face that of all its members. No data is read.",
     )
-    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="finished runs of SPEC (or more classes)")
+    s.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="finished runs of SPEC (or more classes), or committed pre-training folders",
+    )
 
     s = sub.add_parser(
         "record",

@@ -85,7 +85,8 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
     """For each run (#1, #2, .. in the order given), then for the mean probability of the k runs best by their own
     plain val score (k = 2 .. all, ties kept in the order given; only runs `combine` takes, a cut run or a refit is
     marked and left out) and for their soup: val accuracy and accuracy + macro-F1, plain and mirrored. A run of
-    more classes is restricted to `labels` as `combine` restricts it."""
+    more classes, or a committed pre-training folder (marked), is restricted to `labels` as `combine` restricts
+    it."""
     import keras
 
     infos = _runs(dirs, labels, more_ok=True, pretraining_ok=True)
@@ -107,14 +108,12 @@ def compare(dirs: list[Path], labels: tuple[str, ...], data: DataOptions) -> lis
 
     rows: list[Row] = []
     probs: list[tuple[np.ndarray, np.ndarray]] = []
-    whys = [
-        "a pre-training folder" if folder else _not_combinable(info)
-        for folder, info in zip(folders, infos, strict=True)
-    ]
-    for i, (d, model, why) in enumerate(zip(dirs, models, whys, strict=True)):
+    whys = [_not_combinable(info) for info in infos]
+    for i, (d, model, why, folder) in enumerate(zip(dirs, models, whys, folders, strict=True)):
         p, m = both(model)
         probs.append((p, m))
-        rows.append(_row(f"#{i + 1} {d}" + (f" ({why}: not in the ensembles)" if why else ""), p, m, val.y, labels))
+        what = f"#{i + 1} {d}" + (" (a pre-training folder)" if folder else "")
+        rows.append(_row(what + (f" ({why}: not in the ensembles)" if why else ""), p, m, val.y, labels))
     ok = [i for i, why in enumerate(whys) if why is None]
     best = sorted(ok, key=lambda i: -rows[i][3])
     for k in range(2, len(ok) + 1):
@@ -175,18 +174,17 @@ def restricted(model, classes: list[str], labels: tuple[str, ...], name: str):
 def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path, command: str) -> dict:
     """One model of SPEC from finished runs: the mean of their probabilities, as a Keras model whose int8 export is
     one TFLite file (`export` and `evaluate` treat it as any run). A run of more classes than SPEC's takes part
-    restricted to SPEC's (`restricted`). Writes OUT_DIR/model.keras and a train.json that records each member
-    (its run, classes, command, recipe, teachers and model sha256) and the settings they share. Its cost per face
+    restricted to SPEC's (`restricted`), and so does a committed pre-training folder's six-class network. Writes
+    OUT_DIR/model.keras and a train.json that records each member (its run, classes, command, recipe, teachers
+    and the sha256 of the weights it read) and the settings they share. Its cost per face
     is the members' together."""
     import keras
-
-    from edge.core.manifest import sha256_file
 
     if len(dirs) < 2:
         raise UserError("an ensemble needs at least two runs; fix: pass two or more finished RUN_DIRs")
     if len({d.resolve() for d in dirs}) < len(dirs):
         raise UserError("a run is named twice; fix: pass each RUN_DIR once")
-    infos = _runs(dirs, labels, more_ok=True)
+    infos = _runs(dirs, labels, more_ok=True, pretraining_ok=True)
     for d, info in zip(dirs, infos, strict=True):
         why = _not_combinable(info)
         if why:
@@ -206,7 +204,10 @@ def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path,
         raise UserError(f"{out_dir} already holds a model; fix: choose another --runs folder or remove it")
     members = []
     for i, (d, info) in enumerate(zip(dirs, infos, strict=True), start=1):
-        m = keras.models.load_model(str(d / "model.keras"), compile=False)
+        if _pretraining_folder(d):
+            m = pretrained_network(d, info)
+        else:
+            m = keras.models.load_model(str(d / "model.keras"), compile=False)
         name = f"member_{i}"  # distinct names inside the ensemble
         same = tuple(info["labels"]) == labels
         members.append(
@@ -235,11 +236,7 @@ def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path,
         "minutes_total": round(sum(i.get("minutes_total", 0.0) for i in infos), 1),
         "device": _common([i.get("device") for i in infos]),
         "ensemble": [
-            {
-                "run": str(d),
-                "model_sha256": sha256_file(d / "model.keras"),
-                **{k: i.get(k) for k in MEMBER_KEYS},
-            }
+            {"run": str(d), **_weights_read(d), **{k: i.get(k) for k in MEMBER_KEYS}}
             for d, i in zip(dirs, infos, strict=True)
         ],
     }
@@ -247,6 +244,16 @@ def combine(spec: str, dirs: list[Path], labels: tuple[str, ...], out_dir: Path,
     model.save(str(out_dir / "model.keras"))
     write_json(out_dir / "train.json", {k: v for k, v in info.items() if v is not None})
     return info
+
+
+def _weights_read(d: Path) -> dict:
+    """What a member's weights were read from, by sha256: a run's model.keras, or a pre-training folder's
+    backbone weights and six-class head (`pretraining_sha256`)."""
+    from edge.core.manifest import sha256_file
+
+    if _pretraining_folder(d):
+        return {"pretraining_sha256": {f: sha256_file(d / f) for f in (BACKBONE_FILE, HEAD_FILE)}}
+    return {"model_sha256": sha256_file(d / "model.keras")}
 
 
 # What an ensemble keeps of each member's train.json: enough to train it again (command, recipe, teachers,
