@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.core.manifest import sha256_file
+
 ROOT = Path(__file__).resolve().parent.parent
 CPU = ROOT / "trainer" / "cpu"
 RECORDS = sorted(p for p in (CPU / "records").iterdir() if p.is_dir())
@@ -83,7 +85,8 @@ def test_a_shipped_model_judged_on_val_carries_its_records_selection():
 
 def test_an_ensemble_record_names_members_that_are_on_record():
     """A `combine` record keeps each member's command and the sha256 of the model it read; every member is a run
-    on record here or in trainer/gpu/records with that command, so it can be trained again."""
+    on record here or in trainer/gpu/records with that command, so it can be trained again, or a committed folder
+    (trainer/teachers, trainer/pretrained) whose files are the very ones it read."""
     on_record = {json.loads(p.read_text())["command"] for p in ROOT.glob("trainer/*/records/**/train.json")}
     combined = [
         r
@@ -95,6 +98,12 @@ def test_an_ensemble_record_names_members_that_are_on_record():
         info = json.loads((record / "train.json").read_text())
         assert len(info["ensemble"]) >= 2 and all(m["run"] in info["command"] for m in info["ensemble"])
         for member in info["ensemble"]:
+            folder = ROOT / member["run"]
+            if member["run"].startswith("trainer/"):  # a committed folder: the very files the member was read from
+                read = member.get("pretraining_sha256") or {"model.keras": member["model_sha256"]}
+                assert {f: sha256_file(folder / f) for f in read} == read, member["run"]
+                assert json.loads((folder / "train.json").read_text())["command"] == member["command"]
+                continue
             assert re.fullmatch(r"[0-9a-f]{64}", member["model_sha256"]) and member["command"] in on_record
             assert member["command"].startswith("emotion-trainer train ")
             # of the ensemble's classes or more (e4a's record predates members' own classes: it took only equal ones)

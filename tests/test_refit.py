@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge.core.errors import UserError
-from edge.core.manifest import Manifest
+from edge.core.manifest import Manifest, sha256_file
 from edge.core.paths import models_dir
 from trainer import refit
 from trainer.__main__ import recorded_run, refit_plan
 from trainer.dataset import Split
 from trainer.train import teacher_model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SHIPPED = Manifest(models_dir()).names
 
@@ -32,9 +35,15 @@ def test_every_shipped_model_can_be_refit_from_committed_inputs(name):
         with pytest.raises(UserError, match=r"is an ensemble of \d runs .* fix: "):
             refit_plan(models_dir(), name)
         for member in entry["training"]["ensemble"]:
+            if "pretraining_sha256" in member:  # a committed pre-training folder: the very files it read
+                folder = ROOT / member["run"]
+                assert {f: sha256_file(folder / f) for f in member["pretraining_sha256"]} == member[
+                    "pretraining_sha256"
+                ]
+                continue
             member_spec = refit.selection_argv(member["command"])[1]  # e.g. four-class runs of a three-class model
             spec, sel = recorded_run(member_spec, member["command"], member)
-            assert len(sel.teacher) == len(member["teachers"]) and all(teacher_model(t) for t in sel.teacher)
+            assert len(sel.teacher) == len(member["teachers"] or []) and all(teacher_model(t) for t in sel.teacher)
             assert spec.arch != "resnet" or sel.backbone_weights.is_file()
         return
     spec, sel, record = refit_plan(models_dir(), name)
@@ -145,7 +154,7 @@ def test_a_recorded_command_this_cli_cannot_parse_is_one_line(tmp_path):
 def test_a_shipped_refit_is_reproduced_not_refit_again(tmp_path):
     """Refitting a model that is already a refit runs its own record again (same selection run, epochs and
     decisions); a record without those parts is a one-line error."""
-    name = SHIPPED[0]
+    name = next(n for n in SHIPPED if not Manifest(models_dir()).entry(n).data["training"].get("ensemble"))
     models = _shipped_copy(tmp_path, lambda m: m[name]["training"].update(refit={"epochs": 1}))
     with pytest.raises(UserError, match=r"is a refit whose record lacks calibration, of, splits, tta; fix:"):
         refit_plan(models, name)
@@ -175,3 +184,15 @@ def test_smoke_on_the_refit_of_a_full_run_is_refused_in_one_line(run, tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "trained without --smoke" in proc.stderr and "fix: drop --smoke" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_without_teachers_may_predate_distill_weight():
+    """A recorded recipe without `distill_weight` (code before distillation) matches when the run had no teachers,
+    as the weight then changes nothing; with teachers the missing weight is a difference."""
+    from trainer.specs import get_spec
+
+    spec = get_spec("multiclass4-resnet")
+    recorded = {k: v for k, v in spec.recipe.to_dict().items() if k != "distill_weight"}
+    refit.check_recipe(spec, {"recipe": recorded, "teachers": None}, "old")
+    with pytest.raises(UserError, match=r"old's recorded command no longer gives its recorded recipe \(distill_weight"):
+        refit.check_recipe(spec, {"recipe": recorded, "teachers": [{"run": "t", "sha256": "0" * 64}]}, "old")
