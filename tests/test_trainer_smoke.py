@@ -949,6 +949,51 @@ def test_combine_ships_the_members_mean_as_one_model(suite, run, fer_root, tmp_p
     assert np.allclose(combined, member / member.sum(axis=1, keepdims=True), atol=1e-5)
 
 
+def test_a_float_file_too_large_to_ship_stays_in_its_run_folder(suite, fer_root, tmp_path):
+    """A float file over the limit even with float16 weights (five- and six-network ensembles) is not shipped:
+    `export` leaves it in the run folder as the float reference (and removes one an earlier export shipped),
+    the model ships its int8 file; the device refuses float32 for it in one line naming why; `evaluate` measures
+    the reference as the float32 numbers, and says in one line how to make it again when it is not there."""
+    from trainer.dataset import DataOptions
+    from trainer.evaluate import evaluate
+    from trainer.export import export
+
+    base, _ = suite
+    run_dir = tmp_path / "runs" / "binary-scratch"
+    shutil.copytree(base / "runs" / "binary-scratch", run_dir)
+    models = _copy_models(suite, tmp_path)
+    data = DataOptions(root=fer_root, per_class_limit=SMOKE_PER_CLASS, cache_dir=base / "cache")
+    assert (models / "binary-scratch.float32.tflite").is_file()  # shipped by the suite, under the real limit
+    limit = (models / "binary-scratch.float32.tflite").stat().st_size // 4  # its float16 file is about half
+    export("binary-scratch", run_dir, models, data, float_limit=limit)
+
+    entry = Manifest(models).entry("binary-scratch")
+    ref = entry.data["float_reference"]
+    assert set(entry.data["variants"]) == {"int8"} and not (models / "binary-scratch.float32.tflite").exists()
+    assert ref["folder"] == str(run_dir) and ref["weights"] == "float16" and ref["size_bytes"] > limit
+    assert sha256_file(run_dir / ref["file"]) == ref["sha256"]
+    with pytest.raises(ModelError, match="too large to ship") as err:
+        TFLiteClassifier(entry, "float32")
+    assert "\n" not in str(err.value) and "fix: choose one of ['int8']" in str(err.value)
+
+    evaluate("binary-scratch", models, data, split="test", latency_runs=5)
+    entry = Manifest(models).entry("binary-scratch")
+    m = entry.data["metrics"]
+    faces = data.load("test", entry.labels, entry.preprocess)
+    reference = TFLiteClassifier(entry.float_reference(), "float32")  # the TTA and calibration evaluate chose
+    pred = np.array([int(np.argmax(reference.probabilities(x))) for x in faces.x])
+    assert m["float32"]["accuracy"] == round(float((pred == faces.y).mean()), 4) and m["int8_float_agreement"] > 0.5
+
+    (run_dir / ref["file"]).unlink()
+    with pytest.raises(UserError, match="float reference .* is not here") as err:
+        evaluate("binary-scratch", models, data, split="test", latency_runs=5)
+    assert "\n" not in str(err.value) and "fix: run 'emotion-trainer export binary-scratch" in str(err.value)
+
+    export("binary-scratch", run_dir, models, data)  # under the real limit: shipped again, no reference
+    entry = Manifest(models).entry("binary-scratch")
+    assert set(entry.data["variants"]) == {"int8", "float32"} and entry.data["float_reference"] is None
+
+
 def test_float16_weights_halve_a_float_file_and_keep_its_answers(tmp_path):
     """`convert(..., float16_weights=True)`: the weights stored as float16, the tensors float32, the outputs those of
     the float32 file to float16 precision."""

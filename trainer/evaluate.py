@@ -199,15 +199,15 @@ def evaluate(
         chosen = {**select_on_val(entry, data, tta, calibrate, spec), "exposure_selection": chosen_exposure}
     held_out = data.load(split, entry.labels, spec)
     results, preds, latency = {}, {}, {}
-    for variant in entry.data["variants"]:
+    for variant, source in _measured(entry):
         clf = TFLiteClassifier(
-            entry, variant, num_threads=2, tta=chosen["tta"], calibration=chosen["calibration"] or {}
+            source, variant, num_threads=2, tta=chosen["tta"], calibration=chosen["calibration"] or {}
         )
         probs = predict_all(clf, held_out.x)
         preds[variant] = probs.argmax(1)
         results[variant] = _rounded(evaluate_probs(probs, held_out.y, entry.labels))
         one = TFLiteClassifier(
-            entry, variant, num_threads=1, tta=chosen["tta"], calibration=chosen["calibration"] or {}
+            source, variant, num_threads=1, tta=chosen["tta"], calibration=chosen["calibration"] or {}
         )
         latency[variant] = one.latency_ms(held_out.x[0], latency_runs)
         log.info(
@@ -250,6 +250,23 @@ def evaluate(
     reports.mkdir(exist_ok=True)
     (reports / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _measured(entry: ModelEntry) -> list[tuple[str, ModelEntry]]:
+    """(variant, the entry whose file it is) for every variant evaluate measures: the shipped ones and, for a model
+    whose float file was too large to ship, its float reference (the float32 numbers and the int8 agreement)."""
+    pairs = [(variant, entry) for variant in entry.data["variants"]]
+    reference = entry.float_reference()
+    if reference is not None and "float32" not in entry.data["variants"]:
+        path = reference.path("float32")
+        if not path.is_file():
+            raise UserError(
+                f"{entry.name}'s float reference {path} is not here (export keeps it in the run folder, not in "
+                f"the models folder); fix: run 'emotion-trainer export {entry.name} DATA --runs R' with the --runs "
+                "it was exported from (an ensemble: its 'combine' command first), then evaluate"
+            )
+        pairs.append(("float32", reference))
+    return pairs
 
 
 def _previous_history(path: Path) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Export a trained Keras model to full-integer int8 TFLite (uint8 in/out) and float32; register both."""
+"""Export a trained Keras model to full-integer int8 TFLite (uint8 in/out) and float32; register both (a float file
+too large to ship stays in the run folder as the float reference)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def calibration_set(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 # A float file larger than this (a three-network ensemble's: 27.5 MB) stores its weights as float16: computed in
-# float32 as before, half the bytes in git and on the board.
+# float32 as before, half the bytes in git and on the board. One still larger even so (five or six networks) is not
+# shipped: `export` leaves it in the run folder as the model's float reference (manifest `float_reference`), which
+# `evaluate` measures as the float32 numbers; the model ships its int8 file only.
 FLOAT_FILE_LIMIT = 20_000_000
 
 
@@ -100,7 +103,10 @@ def export(
     models_dir: str | Path,
     data: DataOptions,
     calib_n: int = 500,
+    float_limit: int = FLOAT_FILE_LIMIT,
 ) -> dict:
+    """int8 and float32 TFLite files of RUN_DIR's model in models_dir, registered in its manifest. A float file over
+    float_limit stores float16 weights; one still over it stays in run_dir as the float reference (not shipped)."""
     import keras
 
     run_dir, models_dir = Path(run_dir), Path(models_dir)
@@ -114,17 +120,20 @@ def export(
     train = data.load("train", labels, spec)
     calib = calibration_set(train.x, calib_n, info["recipe"].get("seed", 0))  # an ensemble has no one seed
     models_dir.mkdir(parents=True, exist_ok=True)
-    variants = {}
+    variants, reference = {}, None
     for variant, calib_x in (("int8", calib), ("float32", None)):
         t0 = time.monotonic()
         blob = convert(model, calib_x)
-        half = calib_x is None and len(blob) > FLOAT_FILE_LIMIT
+        half = calib_x is None and len(blob) > float_limit
         if half:
             blob = convert(model, None, float16_weights=True)
-        path = models_dir / f"{name}.{variant}.tflite"
+        shipped = calib_x is not None or len(blob) <= float_limit
+        path = (models_dir if shipped else run_dir) / f"{name}.{variant}.tflite"
+        if not shipped:  # a float file an earlier export shipped would be left over, listed nowhere
+            (models_dir / path.name).unlink(missing_ok=True)
         path.write_bytes(blob)
         interp = make_interpreter(path)
-        variants[variant] = {
+        record = {
             "file": path.name,
             "sha256": sha256_file(path),
             "labels_digest": labels_digest(labels, sha256_file(path)),
@@ -133,12 +142,23 @@ def export(
             "output": tensor_record(interp.get_output_details()[0]),
             **({"weights": "float16"} if half else {}),
         }
-        log.info("exported %s (%d bytes) in %.1f s", path, path.stat().st_size, time.monotonic() - t0)
+        if shipped:
+            variants[variant] = record
+        else:
+            reference = {"folder": str(run_dir), **record}
+        log.info(
+            "exported %s (%d bytes%s) in %.1f s",
+            path,
+            path.stat().st_size,
+            "" if shipped else f", over {float_limit} even with float16 weights: the float reference, not shipped",
+            time.monotonic() - t0,
+        )
     entry = {
         "version": None,  # set by Manifest.update from the files and decision settings (model_version)
         "labels": list(labels),
         "preprocess": spec.to_dict(),
         "variants": variants,
+        "float_reference": reference,
         "architecture": architecture(model),
         "training": {
             k: info[k]

@@ -77,6 +77,10 @@ I18N = {
     "latency": ("Latency per face (median, 1 thread)", "Latencia por rostro (mediana, 1 hilo)"),
     "agreement": ("int8 vs float top-1 agreement", "Concordancia top-1 int8 vs float"),
     "variant": ("Variant", "Variante"),
+    "reference": (
+        "the float reference: too large to ship, kept in its run folder",
+        "la referencia float: demasiado grande para distribuirse, queda en su carpeta de entrenamiento",
+    ),
     "class": ("Class", "Clase"),
     "split": ("Test split", "Conjunto de prueba"),
     "train_acc": ("train accuracy", "exactitud entrenamiento"),
@@ -224,7 +228,9 @@ def _model_section(name: str, e: dict, history: list[dict], members: list[dict] 
     for variant in ("int8", "float32"):
         if variant in m:
             parts.append(
-                f"<div class='variant'><h3>{variant}</h3>{_metrics_table(m[variant], e['labels'])}"
+                f"<div class='variant'><h3>{variant}</h3>"
+                + (f"<p>{t('reference')}</p>" if variant not in e["variants"] else "")
+                + f"{_metrics_table(m[variant], e['labels'])}"
                 f"<h4>{t('confusion')}</h4>{confusion_svg(m[variant]['confusion_matrix'], e['labels'])}</div>"
             )
     parts.append(f"<p>{t('agreement')}: <b class='num'>{fmt(m.get('int8_float_agreement'))}</b></p>")

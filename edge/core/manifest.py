@@ -90,11 +90,28 @@ class ModelEntry:
     def variant(self, variant: str) -> dict[str, Any]:
         variants = self.data.get("variants", {})
         if variant not in variants:
+            ref = self.data.get("float_reference") if variant == "float32" else None
+            why = (
+                f"; its float file ({ref.get('size_bytes', 0) / 1e6:.1f} MB) is too large to ship and stays in "
+                f"its run folder as the float reference"
+                if isinstance(ref, dict)
+                else ""
+            )
             raise ModelError(
-                f"model {self.name!r} has no {variant!r} variant (has {sorted(variants)}); "
-                f"fix: choose one of {sorted(variants)} or re-export it"
+                f"model {self.name!r} has no {variant!r} variant (has {sorted(variants)}){why}; "
+                f"fix: choose one of {sorted(variants)}{'' if why else ' or re-export it'}"
             )
         return variants[variant]
+
+    def float_reference(self) -> ModelEntry | None:
+        """The float file `emotion-trainer export` kept out of the models folder (over its size limit even with
+        float16 weights), as an entry whose one variant is float32, found where the record says (a folder relative
+        to the working directory, as `--runs` is); None when the model ships its float file."""
+        ref = self.data.get("float_reference")
+        if not ref:
+            return None
+        variant = {k: v for k, v in ref.items() if k != "folder"}
+        return ModelEntry(self.name, Path(ref["folder"]), {**self.data, "variants": {"float32": variant}})
 
     def path(self, variant: str = "int8") -> Path:
         return self.root / self.variant(variant)["file"]
